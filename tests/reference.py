@@ -1,0 +1,136 @@
+"""Plain NumPy/Python reference implementations (loops, no vectorisation).
+
+Written straight from the paper and darknet's region layer, independent of the
+jnp code, so that tests can compare the two on random inputs.
+"""
+import math
+
+import numpy as np
+
+TERMS = ("xy", "wh", "obj", "noobj", "cls", "prior", "cluster")
+
+
+def sigmoid(x):
+  return 1.0 / (1.0 + math.exp(-x))
+
+
+def iou(a, b):
+  iw = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0)
+  ih = max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
+  inter = iw * ih
+  union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+  return inter / union if union > 0 else 0.0
+
+
+def shape_dist(aw, ah, gw, gh, metric):
+  if metric == "iou":
+    inter = min(aw, gw) * min(ah, gh)
+    return 1.0 - inter / (aw * ah + gw * gh - inter)
+  return (math.log(aw) - math.log(gw)) ** 2 + (math.log(ah) - math.log(gh)) ** 2
+
+
+def gt_cell(box, grid_h, grid_w):
+  cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+  col = min(max(int(math.floor(cx * grid_w)), 0), grid_w - 1)
+  row = min(max(int(math.floor(cy * grid_h)), 0), grid_h - 1)
+  return row, col
+
+
+def assign(boxes, mask, anchors, grid_h, grid_w, temperature, metric="iou"):
+  """-> list over images of {slot: (row, col, weights over anchors)}."""
+  result = []
+  for b in range(boxes.shape[0]):
+    per_gt, owner = {}, {}
+    for j in range(boxes.shape[1]):
+      if not mask[b, j]:
+        continue
+      box = boxes[b, j]
+      row, col = gt_cell(box, grid_h, grid_w)
+      gw, gh = (box[2] - box[0]) * grid_w, (box[3] - box[1]) * grid_h
+      dist = [shape_dist(aw, ah, gw, gh, metric) for aw, ah in anchors]
+      if temperature > 0:
+        e = [math.exp(-(d - min(dist)) / temperature) for d in dist]
+        weights = [v / sum(e) for v in e]
+      else:
+        best = min(range(len(dist)), key=lambda i: (dist[i], i))
+        weights = [float(i == best) for i in range(len(dist))]
+        owner[(row, col, best)] = j     # darknet: the later GT overwrites
+      per_gt[j] = (row, col, weights)
+    if temperature <= 0:
+      per_gt = {j: v for j, v in per_gt.items()
+                if owner[(v[0], v[1], v[2].index(1.0))] == j}
+    result.append(per_gt)
+  return result
+
+
+def yolo_loss(out, log_anchors, boxes, labels, mask, *, temperature, cluster_weight,
+              prior_scale, coord_scale=1.0, object_scale=5.0, noobject_scale=1.0,
+              class_scale=1.0, ignore_thresh=0.6, metric="iou"):
+  out = np.asarray(out, np.float64)
+  log_anchors = np.asarray(log_anchors, np.float64)
+  anchors = np.exp(log_anchors)
+  batch, grid_h, grid_w, num_anchors, _ = out.shape
+  t = dict.fromkeys(TERMS, 0.0)
+  cl_num = cl_den = 0.0
+
+  def pred_box(b, row, col, i):
+    v = out[b, row, col, i]
+    cx, cy = (col + sigmoid(v[0])) / grid_w, (row + sigmoid(v[1])) / grid_h
+    w = anchors[i, 0] * math.exp(v[2]) / grid_w
+    h = anchors[i, 1] * math.exp(v[3]) / grid_h
+    return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+
+  assignment = assign(boxes, mask, anchors, grid_h, grid_w, temperature, metric)
+  for b in range(batch):
+    resp = np.zeros((grid_h, grid_w, num_anchors))
+    for j, (row, col, weights) in assignment[b].items():
+      box = boxes[b, j]
+      w, h = box[2] - box[0], box[3] - box[1]
+      tx = (box[0] + box[2]) / 2 * grid_w - col
+      ty = (box[1] + box[3]) / 2 * grid_h - row
+      cw = coord_scale * (2 - w * h)
+      for i, d in enumerate(weights):
+        v = out[b, row, col, i]
+        lgw, lgh = math.log(w * grid_w), math.log(h * grid_h)
+        t["xy"] += d * cw * ((sigmoid(v[0]) - tx) ** 2 + (sigmoid(v[1]) - ty) ** 2)
+        t["wh"] += d * cw * ((v[2] + log_anchors[i, 0] - lgw) ** 2
+                             + (v[3] + log_anchors[i, 1] - lgh) ** 2)
+        t["obj"] += d * object_scale * (sigmoid(v[4]) - iou(pred_box(b, row, col, i), box)) ** 2
+        logits = v[5:]
+        log_z = max(logits) + math.log(sum(math.exp(l - max(logits)) for l in logits))
+        t["cls"] += d * class_scale * (log_z - logits[labels[b, j]])
+        resp[row, col, i] += d
+        cl_num += d * ((log_anchors[i, 0] - lgw) ** 2 + (log_anchors[i, 1] - lgh) ** 2)
+        cl_den += d
+    for row in range(grid_h):
+      for col in range(grid_w):
+        for i in range(num_anchors):
+          v = out[b, row, col, i]
+          free = 1 - min(1.0, resp[row, col, i])
+          p = pred_box(b, row, col, i)
+          best = max([iou(p, boxes[b, j]) for j in range(boxes.shape[1]) if mask[b, j]],
+                     default=0.0)
+          if best <= ignore_thresh:
+            t["noobj"] += free * noobject_scale * sigmoid(v[4]) ** 2
+          t["prior"] += free * prior_scale * ((sigmoid(v[0]) - 0.5) ** 2
+                                              + (sigmoid(v[1]) - 0.5) ** 2
+                                              + v[2] ** 2 + v[3] ** 2)
+  for k in TERMS:
+    t[k] /= batch
+  t["cluster"] = cluster_weight * cl_num / (2 * cl_den) if cl_den else 0.0
+  return sum(t.values()), t
+
+
+def random_batch(rng, *, batch, max_boxes, grid, num_classes, collide=False, empty_prob=0.2):
+  """Random padded GT batch: [B, M, 4] xyxy in [0, 1], labels, mask."""
+  centre = rng.uniform(0.02, 0.98, (batch, max_boxes, 2))
+  if collide:   # snap centres to a few cells so that GTs share cells and anchors
+    centre = (rng.integers(0, grid, (batch, max_boxes, 2)) + 0.5) / grid
+  wh = np.exp(rng.uniform(np.log(0.03), np.log(0.9), (batch, max_boxes, 2)))
+  boxes = np.concatenate([centre - wh / 2, centre + wh / 2], -1)
+  counts = rng.integers(0, max_boxes + 1, batch)
+  counts[rng.uniform(size=batch) < empty_prob] = 0
+  mask = np.arange(max_boxes)[None] < counts[:, None]
+  labels = rng.integers(0, num_classes, (batch, max_boxes))
+  boxes = np.where(mask[..., None], boxes, 0.0)
+  return boxes.astype(np.float32), labels.astype(np.int32), mask
