@@ -54,7 +54,7 @@ def yolo_loss(outputs, anchor_log_wh, gt_boxes, gt_labels, gt_mask, *,
               temperature=0.0, cluster_weight=0.0, prior_scale=0.0,
               coord_scale=1.0, object_scale=5.0, noobject_scale=1.0,
               class_scale=1.0, ignore_thresh=0.6, rescore=True,
-              assign_metric="iou"):
+              assign_metric="iou", axis_name=None):
   """YOLOv2 loss for one batch; see the module docstring for every term.
 
   Args:
@@ -65,6 +65,11 @@ def yolo_loss(outputs, anchor_log_wh, gt_boxes, gt_labels, gt_mask, *,
       ignored and counted in ``terms['num_invalid_gt']``.
     temperature, cluster_weight, prior_scale: scalars (schedule values; may be
       traced, so annealing never recompiles). temperature 0 = hard assignment.
+    axis_name: under ``pmap``, the device axis. The batch size B and the
+      clustering normaliser N are then summed over devices, so each device
+      returns its *share* of the global loss: summing shares (and their
+      gradients) over devices gives exactly the single-device loss of the
+      global batch.
 
   Returns:
     (total, terms): total scalar loss; terms holds each term of LOSS_TERMS
@@ -116,14 +121,18 @@ def yolo_loss(outputs, anchor_log_wh, gt_boxes, gt_labels, gt_mask, *,
 
   # ---- Online clustering (Eq. 11-12). ----
   mass = jnp.sum(delta)
+  norm_batch = batch
+  if axis_name is not None:
+    mass = jax.lax.psum(mass, axis_name)
+    norm_batch = jax.lax.psum(batch, axis_name)
   sq = jnp.sum((anchor_log_wh - a.gt_log_wh[:, :, None, :]) ** 2, -1)  # [B, M, A]
   cluster = cluster_weight * jnp.sum(delta * sq) / (2.0 * jnp.maximum(mass, 1e-9))
 
   terms = {
-      "xy": xy / batch, "wh": wh / batch, "obj": obj / batch,
-      "noobj": noobj / batch, "cls": cls / batch, "prior": prior / batch,
-      "cluster": cluster,
+      "xy": xy, "wh": wh, "obj": obj, "noobj": noobj, "cls": cls, "prior": prior,
   }
+  terms = {k: v / norm_batch for k, v in terms.items()}
+  terms["cluster"] = cluster
   total = sum(terms[k] for k in LOSS_TERMS)
   terms.update(
       num_gt=jnp.sum(valid), num_invalid_gt=num_invalid,

@@ -1,0 +1,35 @@
+# Set-up is part of every target: the venv is (re)built from requirements.txt when missing or stale.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
+WORKDIR ?= runs/demo
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: demo test test-fast bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e .
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+## The main job: train on synthetic data with learnable anchors, print anchors and AP50,
+## write $(WORKDIR)/anchors.png. Resumes if $(WORKDIR) holds checkpoints.
+demo: $(STAMP)
+	$(VENV)/bin/python -m anchor_jax.main --config=configs/synthetic.py --workdir=$(WORKDIR)
+
+## All tests (CPU, 4 fake devices for the pmap tests).
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+## Tests without the end-to-end training runs.
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(VENV)/bin/python experiments/benchmarks/bench_loss.py
+	$(VENV)/bin/python experiments/benchmarks/bench_train.py
+	$(VENV)/bin/python experiments/benchmarks/bench_eval.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

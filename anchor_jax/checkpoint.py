@@ -1,0 +1,57 @@
+"""Checkpoints with orbax: the train state plus a small JSON of run metadata.
+
+Saved every ``train.checkpoint_every`` steps, at the end and on SIGTERM; the
+newest ``train.keep_checkpoints`` are kept. Each checkpoint holds the full
+``TrainState`` (step, params incl. anchors, BatchNorm statistics, optimiser
+state) and ``meta`` (the next data position and the config hash), so that a
+resumed run continues bit-for-bit where the killed one stopped.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+  """Thin wrapper over ``ocp.CheckpointManager`` for one workdir."""
+
+  def __init__(self, workdir: str, *, keep: int):
+    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    self.manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        item_names=("state", "meta"))
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, step: int, state, meta: dict) -> None:
+    """Saves host (NumPy) ``state`` and JSON ``meta``; blocks until written."""
+    self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+    self.manager.wait_until_finished()
+
+  def restore(self, step: int, target):
+    """-> (state shaped like ``target``, meta). ``target`` gives the tree structure."""
+    abstract = jax.tree.map(lambda x: np.asarray(x), target)
+    try:
+      restored = self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    except Exception as e:  # orbax raises many types; name the file and the fix
+      raise RuntimeError(
+          f"Could not restore checkpoint {step} from {self.directory}: {e}\n"
+          "It may be corrupt or from a different config (model size, anchors.num, "
+          "classes). Delete it to fall back to an older one, or use a new --workdir.") from e
+    return restored.state, dict(restored.meta)
+
+  def restore_raw(self, step: int) -> dict:
+    """The saved state as a plain nested dict (no target needed), e.g. for eval."""
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+    return restored.state
+
+  def close(self):
+    self.manager.close()

@@ -1,0 +1,1 @@
+"""Input data: datasets that yield padded, fixed-shape detection examples."""

@@ -1,0 +1,123 @@
+"""Training-step benchmarks: anchors optimised vs frozen, the loss's share of a
+step, throughput and compile time, for the tiny model and full DarkNet-19.
+
+  python experiments/benchmarks/bench_train.py                 # tiny model (CPU)
+  python experiments/benchmarks/bench_train.py --full          # + DarkNet-19 at 416
+
+Opt and Baseline steps are timed alternately in one process (same config,
+same batch), so machine noise hits both alike; the ratio of medians is the
+cost of learning anchors (paper: ~1.016).
+"""
+import argparse
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from anchor_jax import input_pipeline, losses, optim, parallel, train
+from configs import synthetic
+
+
+def build(config):
+  ds = input_pipeline.build_dataset(config, "train")
+  anchors = train.initial_anchors(config, ds)
+  model = train.make_model(config, num_classes=len(ds.class_names), anchors=anchors)
+  schedules = train.make_schedules(config)
+  template = train.init_state(model, optax.identity(), image_size=config.input.image_size,
+                              seed=config.seed)
+  steps = {}
+  for optimize in (True, False):
+    tx = optim.make_optimizer(lr=schedules.lr, momentum=0.9, weight_decay=5e-4,
+                              anchor_lr_mult=1.0, optimize_anchors=optimize,
+                              params=template.params)
+    state = train.TrainState(step=template.step, params=template.params,
+                             batch_stats=template.batch_stats, opt_state=tx.init(template.params))
+    fn = jax.pmap(functools.partial(train.train_step, model=model, tx=tx, schedules=schedules,
+                                    loss_kwargs=train.loss_options(config), prior_scale=0.01,
+                                    prior_steps=100), axis_name="batch", donate_argnums=(0,))
+    steps[optimize] = [fn, parallel.replicate(jax.device_get(state))]
+  batch = parallel.shard(ds.batch(np.arange(config.train.batch_size)))
+  return model, steps, batch
+
+
+def time_steps(config, repeats):
+  model, steps, batch = build(config)
+  compile_s = {}
+  for optimize, slot in steps.items():
+    t0 = time.perf_counter()
+    slot[1], m = slot[0](slot[1], batch)
+    jax.block_until_ready(m)
+    compile_s[optimize] = time.perf_counter() - t0
+  times = {True: [], False: []}
+  for _ in range(repeats):
+    for optimize in (True, False):        # alternate: same noise for both
+      fn, state = steps[optimize]
+      t0 = time.perf_counter()
+      state, m = fn(state, batch)
+      jax.block_until_ready(m)
+      times[optimize].append(time.perf_counter() - t0)
+      steps[optimize][1] = state
+  return compile_s, {k: float(np.median(v)) for k, v in times.items()}, batch
+
+
+def loss_time(config, batch, num_boxes, repeats):
+  """Median fwd+bwd time of assignment + loss alone on the step's output shape."""
+  per_dev = {k: v[0] for k, v in batch.items()}
+  grid = config.input.image_size // 32
+  b = per_dev["image"].shape[0]
+  c = len(input_pipeline.build_dataset(config, "train").class_names)
+  rng = np.random.default_rng(0)
+  out = jnp.asarray(rng.normal(size=(b, grid, grid, config.anchors.num, 5 + c)), jnp.float32)
+  centre = rng.uniform(0.05, 0.95, (b, num_boxes, 2))
+  wh = rng.uniform(0.02, 0.6, (b, num_boxes, 2))
+  boxes = jnp.asarray(np.concatenate([centre - wh / 2, centre + wh / 2], -1), jnp.float32)
+  labels = jnp.asarray(rng.integers(0, c, (b, num_boxes)), jnp.int32)
+  mask = jnp.ones((b, num_boxes), bool)
+  la = jnp.log(jnp.full((config.anchors.num, 2), 3.0))
+  fn = jax.jit(jax.grad(lambda o, a: losses.yolo_loss(o, a, boxes, labels, mask,
+                                                      temperature=0.5, cluster_weight=0.5)[0],
+                        argnums=(0, 1)))
+  jax.block_until_ready(fn(out, la))
+  ts = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(out, la))
+    ts.append(time.perf_counter() - t0)
+  return float(np.median(ts))
+
+
+def report(name, config, repeats):
+  compile_s, med, batch = time_steps(config, repeats)
+  gb = config.train.batch_size
+  print(f"\n== {name}: {config.model.name} width {config.model.width}, "
+        f"{config.input.image_size}px, batch {gb}, {jax.device_count()} {jax.devices()[0].platform} "
+        f"device(s), median of {repeats} alternated steps")
+  print(f"compile (first step) s: opt {compile_s[True]:.1f}  frozen {compile_s[False]:.1f}")
+  print(f"step ms: opt {1e3 * med[True]:.1f}  frozen {1e3 * med[False]:.1f}  "
+        f"ratio opt/frozen {med[True] / med[False]:.3f}")
+  print(f"throughput (opt): {1 / med[True]:.2f} steps/s, {gb / med[True]:.1f} images/s")
+  for m in (config.dataset.max_boxes, 100):
+    lt = loss_time(config, batch, m, repeats)
+    print(f"assignment + loss fwd+bwd at M={m}: {1e3 * lt:.2f} ms = "
+          f"{100 * lt / med[True]:.1f}% of the step")
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument("--repeats", type=int, default=20)
+  parser.add_argument("--full", action="store_true", help="also DarkNet-19 at 416 (slow on CPU)")
+  parser.add_argument("--full_batch", type=int, default=2)
+  args = parser.parse_args()
+  report("demo config (configs/synthetic.py)", synthetic.get_config("demo"), args.repeats)
+  if args.full:
+    config = synthetic.get_config("full")
+    config.train.batch_size = args.full_batch * jax.device_count()
+    config.dataset.max_boxes = 50
+    report("full YOLOv2 (configs/synthetic.py:full)", config, max(3, args.repeats // 5))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,54 @@
+"""Writes boxes.csv: an example set of box shapes for the anchor tools.
+
+Box sizes are pixels at a 416 x 416 input, drawn from a mixture of three
+log-normal clusters (below), clipped to [MIN_PX, IMAGE_SIZE] and rounded to
+0.1 px. Deterministic for a given --seed. Regenerate with:
+
+  python experiments/examples/make_boxes.py   # -> experiments/examples/boxes.csv
+  python -m anchor_jax.anchors --boxes=experiments/examples/boxes.csv --k=5
+"""
+import argparse
+import csv
+import os
+
+import numpy as np
+
+IMAGE_SIZE = 416
+MIN_PX = 2.0
+# (name, mixture weight, median w px, median h px, log-space std): small
+# roughly square objects, tall ones (people), large wide ones (cars, sofas).
+CLUSTERS = (
+    ('small', 0.45, 28.0, 32.0, 0.35),
+    ('tall', 0.35, 70.0, 160.0, 0.30),
+    ('large_wide', 0.20, 230.0, 170.0, 0.25),
+)
+
+
+def sample_boxes(num, *, seed):
+  """[num, 2] (w, h) pixels from the CLUSTERS mixture."""
+  rng = np.random.default_rng(seed)
+  weights = np.array([c[1] for c in CLUSTERS])
+  which = rng.choice(len(CLUSTERS), size=num, p=weights / weights.sum())  # [num]
+  log_median = np.log([[c[2], c[3]] for c in CLUSTERS])  # [C, 2]
+  sigma = np.array([c[4] for c in CLUSTERS])  # [C]
+  log_wh = log_median[which] + sigma[which, None] * rng.standard_normal((num, 2))
+  return np.clip(np.round(np.exp(log_wh), 1), MIN_PX, IMAGE_SIZE)
+
+
+def main():
+  here = os.path.dirname(os.path.abspath(__file__))
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--out', default=os.path.join(here, 'boxes.csv'))
+  p.add_argument('--num', type=int, default=2000)
+  p.add_argument('--seed', type=int, default=0)
+  args = p.parse_args()
+  wh = sample_boxes(args.num, seed=args.seed)
+  with open(args.out, 'w', newline='') as f:
+    writer = csv.writer(f, lineterminator='\n')
+    writer.writerow(['w', 'h'])
+    writer.writerows([f'{w:.1f}', f'{h:.1f}'] for w, h in wh)
+  print(f'wrote {len(wh)} boxes to {args.out}')
+
+
+if __name__ == '__main__':
+  main()

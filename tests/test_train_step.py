@@ -1,0 +1,90 @@
+"""One training step: anchors move only when optimised; 1 device == 4 devices."""
+import functools
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from anchor_jax import input_pipeline, optim, train
+from tests import train_util
+
+
+def _setup(config):
+  ds = input_pipeline.build_dataset(config, "train")
+  anchors = train.initial_anchors(config, ds)
+  model = train.make_model(config, num_classes=len(ds.class_names), anchors=anchors)
+  schedules = train.make_schedules(config)
+  template = train.init_state(model, optax.identity(), image_size=config.input.image_size,
+                              seed=config.seed)
+  tx = optim.make_optimizer(lr=schedules.lr, momentum=config.train.momentum,
+                            weight_decay=config.train.weight_decay,
+                            anchor_lr_mult=config.anchors.lr_mult,
+                            optimize_anchors=config.anchors.optimize, params=template.params)
+  state = train.TrainState(step=template.step, params=template.params,
+                           batch_stats=template.batch_stats, opt_state=tx.init(template.params))
+  step_fn = functools.partial(train.train_step, model=model, tx=tx, schedules=schedules,
+                              loss_kwargs=train.loss_options(config), prior_scale=0.01,
+                              prior_steps=100)
+  batch = ds.batch(np.arange(config.train.batch_size))
+  return jax.device_get(state), step_fn, batch
+
+
+def _run(state, step_fn, batch, num_devices, steps=2):
+  devices = jax.local_devices()[:num_devices]
+  p_step = jax.pmap(step_fn, axis_name="batch", devices=devices)
+  rep = jax.tree.map(lambda x: np.stack([np.asarray(x)] * num_devices), state)
+  sharded = jax.tree.map(lambda x: x.reshape((num_devices, -1) + x.shape[1:]), batch)
+  for _ in range(steps):
+    rep, metrics = p_step(rep, sharded)
+  return jax.device_get(jax.tree.map(lambda x: x[0], (rep, metrics)))
+
+
+@pytest.fixture(scope="module")
+def runs():
+  """Two steps of the tiny config from the same state on 1 and on 4 devices."""
+  assert jax.local_device_count() == 4, "conftest sets 4 fake CPU devices"
+  state, step_fn, batch = _setup(train_util.tiny_config(**{"train.burn_in_steps": 0}))
+  return state, _run(state, step_fn, batch, 1), _run(state, step_fn, batch, 4)
+
+
+def test_one_device_equals_four_devices(runs):
+  _, (s1, m1), (s4, m4) = runs
+  # BatchNorm statistics are averaged over the pmap axis (bn_axis_name='batch'),
+  # gradients and loss shares are summed: the global-batch step on any device count.
+  train_util.assert_trees_close(s1.params, s4.params, rtol=2e-4, atol=2e-5)
+  train_util.assert_trees_close(s1.batch_stats, s4.batch_stats, rtol=2e-4, atol=2e-5)
+  for k in ("loss", "wh", "cluster", "noobj", "num_gt"):
+    np.testing.assert_allclose(m1[k], m4[k], rtol=2e-4, err_msg=k)
+  np.testing.assert_allclose(m1["anchor_counts"], m4["anchor_counts"], rtol=1e-5)
+
+
+def test_step_changes_params_and_anchors(runs):
+  state, _, (new, metrics) = runs
+  old_anchors = state.params["head"]["anchor_log_wh"]
+  assert not np.allclose(new.params["head"]["anchor_log_wh"], old_anchors)
+  changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), new.params, state.params)
+  assert all(jax.tree.leaves(changed)), "every parameter should get an update"
+  assert int(new.step) == 2 and np.isfinite(metrics["loss"])
+
+
+def test_frozen_anchors_bit_identical_other_params_change():
+  state, step_fn, batch = _setup(train_util.tiny_config(**{"anchors.optimize": False,
+                                                           "train.burn_in_steps": 0}))
+  new, metrics = _run(state, step_fn, batch, 4, steps=3)
+  before = np.asarray(state.params["head"]["anchor_log_wh"])
+  after = np.asarray(new.params["head"]["anchor_log_wh"])
+  assert before.tobytes() == after.tobytes()
+  assert not np.allclose(new.params["head"]["pred"]["kernel"], state.params["head"]["pred"]["kernel"])
+  assert metrics["wh"] > 0
+
+
+def test_schedules_at_given_steps():
+  config = train_util.tiny_config(**{"anchors.soft_assign_steps": 1500,
+                                     "anchors.cluster_steps": 1000,
+                                     "anchors.temperature": 2.0, "anchors.cluster_weight": 1.0})
+  s = train.make_schedules(config)
+  np.testing.assert_allclose([float(s.temperature(k)) for k in (0, 375, 750, 1500, 2000)],
+                             [2.0, 1.5, 1.0, 0.0, 0.0], atol=1e-6)
+  np.testing.assert_allclose([float(s.cluster_weight(k)) for k in (0, 250, 999, 1000, 5000)],
+                             [1.0, 0.75, 0.001, 0.0, 0.0], atol=1e-6)

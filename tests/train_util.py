@@ -1,0 +1,63 @@
+"""Helpers shared by the training tests: tiny configs, in-process runs, params."""
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from configs import synthetic
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(**overrides):
+  """configs/synthetic.py:tiny with dotted-key overrides, e.g. {'train.steps': 6}."""
+  config = synthetic.get_config("tiny")
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def restore_params(workdir, config):
+  """Host params and batch stats of the latest checkpoint in ``workdir``."""
+  from anchor_jax import checkpoint
+  import orbax.checkpoint as ocp
+  ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
+  step = ckpt.latest_step()
+  restored = ckpt.manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+  ckpt.close()
+  return step, restored.state
+
+
+def assert_trees_close(a, b, *, rtol=1e-5, atol=1e-6):
+  leaves_a = jax.tree_util.tree_leaves_with_path(a)
+  leaves_b = jax.tree.leaves(b)
+  assert len(leaves_a) == len(leaves_b)
+  for (path, x), y in zip(leaves_a, leaves_b):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol,
+                               err_msg=jax.tree_util.keystr(path))
+
+
+def main_cmd(workdir, *flags, config="configs/synthetic.py:tiny"):
+  return [sys.executable, "-m", "anchor_jax.main", f"--config={config}",
+          f"--workdir={workdir}", *flags]
+
+
+def subprocess_env(devices=4, **extra):
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  env["JAX_PLATFORMS"] = "cpu"
+  env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+  env.update({k: str(v) for k, v in extra.items()})
+  return env
+
+
+def run_main(workdir, *flags, devices=4, timeout=600, **env):
+  return subprocess.run(main_cmd(workdir, *flags), cwd=REPO, env=subprocess_env(devices, **env),
+                        capture_output=True, text=True, timeout=timeout)
