@@ -52,8 +52,13 @@ def replicate(tree):
 
 
 def unreplicate(tree):
-  """Replicated tree -> host NumPy tree (the first local device's copy)."""
-  return jax.device_get(jax.tree.map(lambda x: x[0], tree))
+  """Replicated tree -> host NumPy tree (this process's first device copy).
+
+  Reads the local shard directly: with several processes a pmapped output is a
+  global array, and indexing it (``x[0]``) would start a cross-process
+  computation that the other processes are not part of.
+  """
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], tree)   # shard [1, ...]
 
 
 def shard(batch: dict) -> dict:

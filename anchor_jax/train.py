@@ -119,16 +119,34 @@ def train_step(state: TrainState, batch: dict, *, model, tx, schedules: Schedule
   return new_state, metrics
 
 
-def init_state(model, tx, *, image_size: int, seed: int) -> TrainState:
-  """Fresh host-side state (initialised on the CPU-side default device)."""
+def init_params(model, *, image_size: int, seed: int):
+  """-> (params, batch_stats) initialised on the default device."""
   dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
   # An rbg key: threefry random draws compile very slowly on CPU (tens of seconds
   # for a small net); the init stays deterministic by seed.
   key = jax.random.key(seed, impl="rbg")
   variables = jax.jit(functools.partial(model.init, train=False))(key, dummy)
-  params = variables["params"]
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params))
+  return variables["params"], variables.get("batch_stats", {})
+
+
+def create_state(config, model, schedules: Schedules):
+  """-> (optimiser, fresh host-side TrainState) for ``config``."""
+  params, batch_stats = init_params(model, image_size=config.input.image_size, seed=config.seed)
+  tx = optim.make_optimizer(
+      lr=schedules.lr, momentum=config.train.momentum, weight_decay=config.train.weight_decay,
+      anchor_lr_mult=config.anchors.lr_mult, optimize_anchors=config.anchors.optimize,
+      params=params)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                     opt_state=tx.init(params))
+  return tx, jax.device_get(state)
+
+
+def make_train_step(config, model, tx, schedules: Schedules):
+  """``train_step`` with everything but (state, batch) bound, ready for pmap."""
+  return functools.partial(
+      train_step, model=model, tx=tx, schedules=schedules, loss_kwargs=loss_options(config),
+      prior_scale=config.loss.prior_scale,
+      prior_steps=config.loss.prior_images // config.train.batch_size)
 
 
 class _StopFlag:
@@ -188,30 +206,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   schedules = make_schedules(config)
 
   # ---------------------------------------------------------------- optimiser and state
-  template = init_state(model, optax.identity(), image_size=config.input.image_size,
-                        seed=config.seed)
-  tx = optim.make_optimizer(
-      lr=schedules.lr, momentum=config.train.momentum, weight_decay=config.train.weight_decay,
-      anchor_lr_mult=config.anchors.lr_mult, optimize_anchors=config.anchors.optimize,
-      params=template.params)
-  state = TrainState(step=template.step, params=template.params,
-                     batch_stats=template.batch_stats, opt_state=tx.init(template.params))
+  tx, state = create_state(config, model, schedules)
   checkpointer = ckpt_lib.Checkpointer(workdir, keep=config.train.keep_checkpoints)
   start_step = 0
   latest = checkpointer.latest_step()
   if latest is not None:
-    state, meta = checkpointer.restore(latest, jax.device_get(state))
+    state, meta = checkpointer.restore(latest, state)
     config_lib.check_resume(meta, config)
     start_step = int(meta["data_position"])
     logging.info("Resumed from %s at step %d.", checkpointer.directory, start_step)
-  state = parallel.replicate(jax.device_get(state))
+  state = parallel.replicate(state)
 
   # ---------------------------------------------------------------- update step
-  p_train_step = jax.pmap(
-      functools.partial(train_step, model=model, tx=tx, schedules=schedules,
-                        loss_kwargs=loss_options(config), prior_scale=config.loss.prior_scale,
-                        prior_steps=config.loss.prior_images // global_batch),
-      axis_name=parallel.AXIS, donate_argnums=(0,))
+  p_train_step = jax.pmap(make_train_step(config, model, tx, schedules),
+                          axis_name=parallel.AXIS, donate_argnums=(0,))
   evaluator = predict.Evaluator(config, eval_ds, model_factory=functools.partial(
       make_model, config, num_classes=num_classes, axis_name=None))
 
@@ -235,7 +243,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   def check_history():
     """Fetches pending metrics; raises on a non-finite loss (no checkpoint of it is kept)."""
-    fetched = [(s, jax.device_get(jax.tree.map(lambda x: x[0], m))) for s, m in history]
+    fetched = [(s, parallel.unreplicate(m)) for s, m in history]
     bad = _first_nonfinite(fetched)
     if bad is not None:
       raise NonFiniteLossError(
@@ -264,7 +272,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         scalars.update(lr=last["lr"], temperature=last["temperature"],
                        cluster_weight=last["cluster_weight"])
         logger.scalars(done, scalars)
-        anchors_now = np.exp(np.asarray(host_state().params["head"]["anchor_log_wh"]))
+        anchors_now = np.exp(parallel.unreplicate(state.params["head"]["anchor_log_wh"]))
         logger.anchors(done, anchors_now, stride=STRIDE, counts=counts)
       if done % config.train.checkpoint_every == 0 and done != config.train.steps:
         check_history()
@@ -272,7 +280,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if config.eval.every_steps and done % config.eval.every_steps == 0 \
           and done != config.train.steps:
         eval_result = _evaluate(evaluator, host_state(), done, workdir, is_primary)
-    step = int(jax.device_get(state.step[0]))
+    step = int(parallel.unreplicate(state.step))
     check_history()
     if step != last_saved:
       save(step)

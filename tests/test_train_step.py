@@ -1,12 +1,9 @@
 """One training step: anchors move only when optimised; 1 device == 4 devices."""
-import functools
-
 import jax
 import numpy as np
-import optax
 import pytest
 
-from anchor_jax import input_pipeline, optim, train
+from anchor_jax import input_pipeline, train
 from tests import train_util
 
 
@@ -15,19 +12,9 @@ def _setup(config):
   anchors = train.initial_anchors(config, ds)
   model = train.make_model(config, num_classes=len(ds.class_names), anchors=anchors)
   schedules = train.make_schedules(config)
-  template = train.init_state(model, optax.identity(), image_size=config.input.image_size,
-                              seed=config.seed)
-  tx = optim.make_optimizer(lr=schedules.lr, momentum=config.train.momentum,
-                            weight_decay=config.train.weight_decay,
-                            anchor_lr_mult=config.anchors.lr_mult,
-                            optimize_anchors=config.anchors.optimize, params=template.params)
-  state = train.TrainState(step=template.step, params=template.params,
-                           batch_stats=template.batch_stats, opt_state=tx.init(template.params))
-  step_fn = functools.partial(train.train_step, model=model, tx=tx, schedules=schedules,
-                              loss_kwargs=train.loss_options(config), prior_scale=0.01,
-                              prior_steps=100)
+  tx, state = train.create_state(config, model, schedules)
   batch = ds.batch(np.arange(config.train.batch_size))
-  return jax.device_get(state), step_fn, batch
+  return state, train.make_train_step(config, model, tx, schedules), batch
 
 
 def _run(state, step_fn, batch, num_devices, steps=2):

@@ -271,6 +271,9 @@ class SyntheticDataset:
   def boxes_wh(self, num):
     """float32 [M, 2] pixel (w, h) of the GT boxes of train examples 0..num-1 (all their
     boxes, in order), for k-means anchors. Uses the layout only, so no image is painted;
-    the shapes are exactly those of ``example`` on the train split."""
+    the shapes are exactly those of ``example`` on the train split. A finite train split
+    contributes at most its ``num_examples`` images."""
+    if self.split == "train" and self.num_examples is not None:
+      num = min(num, self.num_examples)
     wh = [b[:, 2:] - b[:, :2] for b in (self._layout("train", i)[1] for i in range(num))]
     return np.concatenate(wh, 0).astype(np.float32) if wh else np.zeros((0, 2), np.float32)

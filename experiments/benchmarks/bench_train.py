@@ -9,36 +9,30 @@ same batch), so machine noise hits both alike; the ratio of medians is the
 cost of learning anchors (paper: ~1.016).
 """
 import argparse
-import functools
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from anchor_jax import input_pipeline, losses, optim, parallel, train
+from anchor_jax import input_pipeline, losses, parallel, train
 from configs import synthetic
 
 
 def build(config):
+  """Opt and Baseline train steps (pmapped) from the same initial state."""
   ds = input_pipeline.build_dataset(config, "train")
   anchors = train.initial_anchors(config, ds)
   model = train.make_model(config, num_classes=len(ds.class_names), anchors=anchors)
   schedules = train.make_schedules(config)
-  template = train.init_state(model, optax.identity(), image_size=config.input.image_size,
-                              seed=config.seed)
   steps = {}
   for optimize in (True, False):
-    tx = optim.make_optimizer(lr=schedules.lr, momentum=0.9, weight_decay=5e-4,
-                              anchor_lr_mult=1.0, optimize_anchors=optimize,
-                              params=template.params)
-    state = train.TrainState(step=template.step, params=template.params,
-                             batch_stats=template.batch_stats, opt_state=tx.init(template.params))
-    fn = jax.pmap(functools.partial(train.train_step, model=model, tx=tx, schedules=schedules,
-                                    loss_kwargs=train.loss_options(config), prior_scale=0.01,
-                                    prior_steps=100), axis_name="batch", donate_argnums=(0,))
-    steps[optimize] = [fn, parallel.replicate(jax.device_get(state))]
+    config.anchors.optimize = optimize
+    tx, state = train.create_state(config, model, schedules)
+    fn = jax.pmap(train.make_train_step(config, model, tx, schedules), axis_name="batch",
+                  donate_argnums=(0,))
+    steps[optimize] = [fn, parallel.replicate(state)]
+  config.anchors.optimize = True
   batch = parallel.shard(ds.batch(np.arange(config.train.batch_size)))
   return model, steps, batch
 
