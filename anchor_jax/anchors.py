@@ -413,7 +413,8 @@ def config_report(spec, overrides=(), *, k=None, iou_thresh=0.5) -> dict:
   from anchor_jax import config_lib, input_pipeline  # heavy imports, this mode only
   config = config_lib.load(spec, overrides)
   train_ds = input_pipeline.build_dataset(config, 'train')
-  boxes_px = np.asarray(train_ds.boxes_wh(config.anchors.kmeans_images), np.float64)
+  boxes_px = np.asarray(train_ds.boxes_wh(config.anchors.kmeans_images,
+                                          image_size=config.input.image_size), np.float64)
   k = k or config.anchors.num
   out = fit_report(boxes_px, k=k, seed=config.seed, stride=DEFAULT_STRIDE,
                    iou_thresh=iou_thresh)
@@ -421,7 +422,8 @@ def config_report(spec, overrides=(), *, k=None, iou_thresh=0.5) -> dict:
   pct = lambda x: np.round(np.percentile(x, [5, 25, 50, 75, 95]), 2).tolist()
   out['dataset'] = {
       'name': config.dataset.name, 'image_size': config.input.image_size,
-      'images': int(config.anchors.kmeans_images), 'num_boxes': int(len(boxes_px)),
+      'images': int(min(config.anchors.kmeans_images, train_ds.num_examples or np.inf)),
+      'num_boxes': int(len(boxes_px)), 'stats': dict(getattr(train_ds, 'stats', {})),
       'w_percentiles_5_25_50_75_95': pct(w), 'h_percentiles_5_25_50_75_95': pct(h),
       'aspect_w_over_h_percentiles': pct(w / h),
   }

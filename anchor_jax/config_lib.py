@@ -63,6 +63,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not isinstance(size, int) or size < 32 or size % 32:
     errors.append(f"--config.input.image_size={size!r}: must be a positive multiple of 32 "
                   "(the network's stride)")
+  for ms in config.input.multiscale_sizes:
+    if not isinstance(ms, int) or ms < 32 or ms % 32:
+      errors.append(f"--config.input.multiscale_sizes: {ms!r} is not a multiple of 32")
+  if config.dataset.name == "synthetic" and config.input.multiscale_sizes:
+    errors.append("--config.input.multiscale_sizes: synthetic images exist at one size; "
+                  "leave it empty (multi-scale is for real datasets)")
+  if config.dataset.name in ("voc_folder", "coco_json") and not config.dataset.path:
+    errors.append(f"--config.dataset.path is required for dataset.name={config.dataset.name}")
+  try:
+    from anchor_jax.data import augment as augment_lib
+    augment_lib.AugmentConfig.from_config(config.augment)
+  except ValueError as e:
+    errors.append(f"--config.augment: {e}")
   eval_size = config.input.eval_image_size
   if not isinstance(eval_size, int) or eval_size < 0 or eval_size % 32:
     errors.append(f"--config.input.eval_image_size={eval_size!r}: 0 or a multiple of 32")

@@ -1,18 +1,23 @@
 """Datasets by config name, and the host-side batch streams for training and eval.
 
-A dataset here is any object with ``batch(indices) -> dict`` of NumPy arrays
+A dataset is any object with the interface of ``data.detection.DetectionDataset``:
+``batch(indices, *, image_size, augment_seeds)`` -> dict of NumPy arrays
 (``image`` uint8 [B, S, S, 3], ``boxes`` float32 [B, M, 4] xyxy in [0, 1],
-``labels`` int32 [B, M], ``mask`` bool [B, M], ``image_id`` int32 [B]),
-``class_names``, ``num_examples`` (None: unbounded) and ``boxes_wh(n)``.
+``labels`` int32 [B, M], ``mask``/``difficult`` bool [B, M], ``image_id`` [B],
+``orig_hw`` [B, 2], ``replaced`` [B]), ``ground_truth(index)`` in original pixels,
+``class_names``, ``category_ids``, ``num_examples`` (None: unbounded),
+``boxes_wh(n, image_size=)`` and ``stats`` (skip/drop/truncation counters).
 
 The training stream is a pure function of (seed, step): the global batch of
-step s holds dataset positions ``[s * B, (s + 1) * B)`` (through a per-epoch
-permutation for finite datasets) and process p takes its contiguous slice.
-Resuming at step s therefore reproduces exactly the batches an uninterrupted
-run would have seen, on any number of processes.
+step s holds stream positions ``[s * B, (s + 1) * B)``, mapped to dataset
+indices through a per-epoch permutation for finite datasets; process p takes
+its contiguous slice, and each example's augmentation is seeded by (seed,
+position). Resuming at step s therefore reproduces exactly the batches an
+uninterrupted run would have seen, on any number of processes.
 """
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from typing import Iterator
@@ -26,22 +31,57 @@ DATASETS = ("synthetic", "voc", "coco", "brainwash", "voc_folder", "coco_json")
 
 def build_dataset(config, split: str):
   """The dataset named by ``config.dataset.name`` for ``split`` ('train' | 'eval')."""
-  name = config.dataset.name
+  d = config.dataset
+  name = d.name
   if name == "synthetic":
     size = (config.input.eval_image_size or config.input.image_size) if split == "eval" \
         else config.input.image_size
     return synthetic.SyntheticDataset(
-        preset=config.dataset.preset, image_size=size,
-        max_boxes=config.dataset.max_boxes, seed=config.seed, split=split,
-        num_classes=config.dataset.num_classes or None,
-        num_examples=((config.dataset.eval_examples or 256) if split == "eval"
-                      else (config.dataset.train_examples or None)))
-  if name in DATASETS:
-    raise NotImplementedError(
-        f"dataset.name={name!r} has no reader in this version of anchor_jax; "
-        "use dataset.name=synthetic (readers for VOC/COCO/Brainwash and your own "
-        "VOC-layout or COCO-JSON folders are tracked as the 'Real datasets' issue).")
+        preset=d.preset, image_size=size, max_boxes=d.max_boxes, seed=config.seed, split=split,
+        num_classes=d.num_classes or None,
+        num_examples=((d.eval_examples or 256) if split == "eval"
+                      else (d.train_examples or None)))
+  # Real data: readers import PIL / TFDS lazily.
+  from anchor_jax.data import augment as augment_lib
+  augment_config = augment_lib.AugmentConfig.from_config(config.augment) \
+      if split == "train" else None
+  common = dict(path=d.path, max_boxes=d.max_boxes, augment_config=augment_config)
+  if name == "voc_folder":
+    from anchor_jax.data import voc_folder
+    class_names = list(d.class_names) or None
+    if split == "eval" and class_names is None:  # number classes as the train split does
+      class_names = voc_folder.VocFolderDataset(
+          split=d.train_split, **{**common, "augment_config": None}).class_names
+    return voc_folder.VocFolderDataset(
+        split=d.train_split if split == "train" else d.eval_split, class_names=class_names,
+        **common)
+  if name == "coco_json":
+    from anchor_jax.data import coco_json
+    return coco_json.CocoJsonDataset(split=d.train_split if split == "train" else d.eval_split,
+                                     image_dir=d.image_dir or None, **common)
+  if name in ("voc", "coco", "brainwash"):
+    from anchor_jax.data import tfds_datasets
+    cls = {"voc": tfds_datasets.VocDataset, "coco": tfds_datasets.CocoDataset,
+           "brainwash": tfds_datasets.BrainwashDataset}[name]
+    return cls(split=split, **common)
   raise ValueError(f"Unknown dataset.name={name!r}; choose one of {DATASETS}.")
+
+
+def train_image_size(step: int, config) -> int:
+  """The training input size at ``step``: ``input.image_size``, or with multi-scale one
+  of ``input.multiscale_sizes``, switched every ``input.multiscale_every`` steps."""
+  sizes = tuple(config.input.multiscale_sizes)
+  if not sizes:
+    return config.input.image_size
+  from anchor_jax.data import augment as augment_lib
+  return augment_lib.multiscale_size(step, sizes=sizes, every=config.input.multiscale_every,
+                                     seed=config.seed)
+
+
+def augment_seed(seed: int, position: int) -> int:
+  """A per-example augmentation seed from (run seed, stream position): a fresh
+  random draw for every epoch, reproducible on resume."""
+  return int(np.random.SeedSequence([seed, position]).generate_state(1)[0])
 
 
 def position_to_index(position: int, *, num_examples: int | None, seed: int) -> int:
@@ -50,44 +90,59 @@ def position_to_index(position: int, *, num_examples: int | None, seed: int) -> 
   if num_examples is None:
     return position
   epoch, offset = divmod(position, num_examples)
-  return int(np.random.default_rng([seed, epoch]).permutation(num_examples)[offset])
+  return int(_epoch_permutation(num_examples, seed, epoch)[offset])
 
 
-def local_indices(step: int, *, global_batch: int, process_index: int, process_count: int,
-                  num_examples: int | None, seed: int) -> np.ndarray:
-  """Dataset indices of this process's share of the global batch of ``step``."""
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+  return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+def local_positions(step: int, *, global_batch: int, process_index: int,
+                    process_count: int) -> np.ndarray:
+  """Stream positions of this process's contiguous share of the global batch of ``step``."""
   per_process = global_batch // process_count
   start = step * global_batch + process_index * per_process
-  return np.asarray([position_to_index(p, num_examples=num_examples, seed=seed)
-                     for p in range(start, start + per_process)])
+  return np.arange(start, start + per_process)
 
 
-def train_stream(dataset, *, start_step: int, global_batch: int, process_index: int,
-                 process_count: int, seed: int, prefetch: int = 2) -> Iterator[tuple[int, dict]]:
-  """Yields ``(step, local batch)`` from ``start_step`` on, prepared by a thread."""
+def train_stream(dataset, config, *, start_step: int, process_index: int,
+                 process_count: int) -> Iterator[tuple[int, dict]]:
+  """Yields ``(step, local batch)`` from ``start_step`` on, prepared by a thread.
+
+  The batch of a step depends only on (seed, step, process), so a resumed run
+  sees exactly the batches the uninterrupted run would have seen.
+  """
+  global_batch, seed = config.train.batch_size, config.seed
   if global_batch % process_count:
     raise ValueError(f"train.batch_size={global_batch} must divide by the "
                      f"{process_count} processes.")
   num_examples = getattr(dataset, "num_examples", None)
 
   def make(step):
-    return step, dataset.batch(local_indices(
-        step, global_batch=global_batch, process_index=process_index,
-        process_count=process_count, num_examples=num_examples, seed=seed))
-  return _prefetch(map(make, _count(start_step)), prefetch)
+    positions = local_positions(step, global_batch=global_batch, process_index=process_index,
+                                process_count=process_count)
+    indices = [position_to_index(int(p), num_examples=num_examples, seed=seed)
+               for p in positions]
+    batch = dataset.batch(indices, image_size=train_image_size(step, config),
+                          augment_seeds=[augment_seed(seed, int(p)) for p in positions])
+    return step, batch
+  return _prefetch(map(make, _count(start_step)), config.dataset.prefetch)
 
 
-def eval_batches(dataset, *, batch_size: int) -> Iterator[dict]:
-  """The whole eval split in order; the last batch is padded by repeating its
-  final example, with ``valid`` [B] marking real rows."""
+def eval_batches(dataset, *, batch_size: int, image_size: int) -> Iterator[dict]:
+  """The whole eval split in order, resized to ``image_size``; the last batch is padded
+  by repeating its final example. ``valid`` [B] marks real rows (not padding, and not a
+  stand-in for an unreadable image); ``index`` [B] is the dataset index."""
   n = len(dataset)
   for start in range(0, n, batch_size):
     idx = np.arange(start, min(start + batch_size, n))
     valid = np.ones(batch_size, bool)
     valid[len(idx):] = False
     idx = np.concatenate([idx, np.full(batch_size - len(idx), idx[-1])])
-    batch = dataset.batch(idx)
-    batch["valid"] = valid
+    batch = dataset.batch(idx, image_size=image_size)
+    batch["valid"] = valid & ~batch["replaced"]
+    batch["index"] = idx
     yield batch
 
 

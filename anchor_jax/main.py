@@ -17,6 +17,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from anchor_jax import config_lib, parallel
+from anchor_jax.data.detection import DatasetError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -43,7 +44,7 @@ def main(argv):
   from anchor_jax import train  # after distributed start-up
   try:
     summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (config_lib.ConfigError, train.NonFiniteLossError, NotImplementedError) as e:
+  except (config_lib.ConfigError, train.NonFiniteLossError, DatasetError) as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -47,7 +47,8 @@ def warmup_schedule(init_value: float, steps: int) -> optax.Schedule:
   """Linear from ``init_value`` at step 0 to 0 at ``steps``, then 0 (T and lambda)."""
   if steps <= 0:
     return optax.constant_schedule(0.0)
-  return optax.linear_schedule(init_value, 0.0, steps)
+  linear = optax.linear_schedule(init_value, 0.0, steps)
+  return lambda step: jnp.maximum(linear(step), 0.0)   # no -1e-8 from rounding
 
 
 def _path_str(path) -> str:

@@ -38,7 +38,9 @@ class Evaluator:
   def predictions(self, params, batch_stats):
     """Yields (batch, NmsOutput) over the eval split; boxes normalised to [0, 1]."""
     cfg = self.config.eval
-    for batch in input_pipeline.eval_batches(self.dataset, batch_size=cfg.batch_size):
+    size = self.config.input.eval_image_size or self.config.input.image_size
+    for batch in input_pipeline.eval_batches(self.dataset, batch_size=cfg.batch_size,
+                                             image_size=size):
       boxes, scores = jax.device_get(self._forward(params, batch_stats, batch["image"]))
       dets = nms_lib.nms(np.asarray(boxes), np.asarray(scores), iou_threshold=cfg.nms_iou,
                          score_threshold=cfg.score_thresh, max_dets=cfg.max_dets)
@@ -47,25 +49,26 @@ class Evaluator:
   def run(self, params, batch_stats, *, step: int, export_path: str | None = None) -> dict:
     """-> dict with AP50 (and AP for coco), per_class, num_images, num_dropped.
 
+    Ground truth comes untruncated from ``dataset.ground_truth`` in original
+    pixels; detections go back to original pixels through the plain eval resize.
     ``export_path``: also write the detections there in COCO results format
-    (``[x, y, w, h]`` pixels, category ids).
+    (``[x, y, w, h]`` pixels, the dataset's category ids).
     """
     ev = evaluator_lib.DetectionEvaluator(metric=self.config.eval.metric,
-                                          class_names=self.dataset.class_names)
-    size = self.config.input.eval_image_size or self.config.input.image_size
-    num_images = 0
+                                          class_names=self.dataset.class_names,
+                                          category_ids=self.dataset.category_ids)
     for batch, dets in self.predictions(params, batch_stats):
-      for row in np.nonzero(batch["valid"])[0]:
-        m = batch["mask"][row]
-        ev.add_ground_truth(int(batch["image_id"][row]), batch["boxes"][row][m] * size,
-                            batch["labels"][row][m], image_hw=(size, size))
       v = batch["valid"]
-      ev.add_batch(batch["image_id"][v], np.asarray(dets.boxes)[v] * size,
-                   np.asarray(dets.scores)[v], np.asarray(dets.classes)[v],
-                   np.asarray(dets.valid)[v])
-      num_images += int(v.sum())
+      for row in np.nonzero(v)[0]:
+        index = int(batch["index"][row])
+        boxes_px, labels, difficult = self.dataset.ground_truth(index)
+        ev.add_ground_truth(int(batch["image_id"][row]), boxes_px, labels, difficult=difficult,
+                            image_hw=tuple(batch["orig_hw"][row]),
+                            areas=self.dataset.ground_truth_areas(index))
+      det_px = decode_lib.to_pixels(np.asarray(dets.boxes)[v], batch["orig_hw"][v])
+      ev.add_batch(batch["image_id"][v], det_px, np.asarray(dets.scores)[v],
+                   np.asarray(dets.classes)[v], np.asarray(dets.valid)[v])
     result = ev.compute()
-    result["num_images"] = num_images
     if export_path:
       with open(export_path, "w") as f:
         json.dump(ev.coco_results(), f)

@@ -33,6 +33,7 @@ from anchor_jax import plots
 from anchor_jax import predict
 
 STRIDE = model_lib.STRIDE
+TRAIN_KEYS = ("image", "boxes", "labels", "mask", "difficult")   # what the step reads
 
 
 @flax.struct.dataclass
@@ -72,7 +73,8 @@ def initial_anchors(config, train_ds) -> np.ndarray:
   """[A, 2] grid units from ``anchors.init`` (k-means on the training boxes if asked)."""
   boxes_wh = None
   if config.anchors.init == "kmeans":
-    boxes_wh = train_ds.boxes_wh(config.anchors.kmeans_images) / STRIDE
+    boxes_wh = train_ds.boxes_wh(config.anchors.kmeans_images,
+                                 image_size=config.input.image_size) / STRIDE
   return anchors_lib.init_anchors(config.anchors.init, config.anchors.num,
                                   boxes_wh=boxes_wh, seed=config.seed)
 
@@ -97,12 +99,13 @@ def train_step(state: TrainState, batch: dict, *, model, tx, schedules: Schedule
   cluster_weight = schedules.cluster_weight(step)
   prior = jnp.where(step < prior_steps, prior_scale, 0.0)
   images = batch["image"].astype(jnp.float32) / 255.0            # [b, S, S, 3]
+  gt_mask = batch["mask"] & ~batch["difficult"]   # darknet trains on non-difficult GTs
 
   def loss_fn(params):
     out, updates = model.apply({"params": params, "batch_stats": state.batch_stats},
                                images, train=True, mutable=["batch_stats"])
     total, terms = losses.yolo_loss(
-        out, params["head"]["anchor_log_wh"], batch["boxes"], batch["labels"], batch["mask"],
+        out, params["head"]["anchor_log_wh"], batch["boxes"], batch["labels"], gt_mask,
         temperature=temperature, cluster_weight=cluster_weight, prior_scale=prior,
         axis_name=parallel.AXIS, **loss_kwargs)
     return total, (terms, updates["batch_stats"])
@@ -227,9 +230,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   logger = logs.RunLogger(workdir, is_primary=is_primary, total_steps=config.train.steps,
                           start_step=start_step, images_per_step=global_batch)
   stop = _StopFlag()
-  stream = input_pipeline.train_stream(
-      train_ds, start_step=start_step, global_batch=global_batch, process_index=process_index,
-      process_count=process_count, seed=config.seed, prefetch=config.dataset.prefetch)
+  stream = input_pipeline.train_stream(train_ds, config, start_step=start_step,
+                                       process_index=process_index, process_count=process_count)
   history, last_saved, eval_result = [], latest, None
 
   def host_state():
@@ -259,6 +261,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for step, batch in stream:
       if step >= config.train.steps or stop.stop:
         break
+      batch = {k: batch[k] for k in TRAIN_KEYS}
       state, metrics = p_train_step(state, parallel.shard(batch))
       history.append((step + 1, metrics))
       done = step + 1
@@ -270,7 +273,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         last = fetched[-1][1]
         scalars = {k: v for k, v in means.items() if np.ndim(v) == 0}
         scalars.update(lr=last["lr"], temperature=last["temperature"],
-                       cluster_weight=last["cluster_weight"])
+                       cluster_weight=last["cluster_weight"],
+                       **{f"data/{k}": v for k, v in train_ds.stats.items()})
         logger.scalars(done, scalars)
         anchors_now = np.exp(parallel.unreplicate(state.params["head"]["anchor_log_wh"]))
         logger.anchors(done, anchors_now, stride=STRIDE, counts=counts)
@@ -302,7 +306,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def anchor_plot(config, train_ds, init_anchors, learned, workdir) -> str:
   """anchors.png: the training boxes in log w-log h with initial, k-means and
   learned anchors (paper Figure 2), all in input pixels."""
-  boxes_px = train_ds.boxes_wh(config.anchors.kmeans_images)
+  boxes_px = train_ds.boxes_wh(config.anchors.kmeans_images, image_size=config.input.image_size)
   kmeans_px = anchors_lib.kmeans_iou(boxes_px, config.anchors.num, seed=config.seed)
   sets = {f"initial ({config.anchors.init})": init_anchors * STRIDE,
           "k-means (1 - IoU)": kmeans_px, "learned": learned * STRIDE}

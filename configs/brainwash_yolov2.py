@@ -21,6 +21,7 @@ def get_config():
   config.model.name = "darknet19"
   config.input.image_size = 320
   config.input.eval_image_size = 640
+  config.input.multiscale_sizes = ()       # paper: no random scaling (still camera)
   config.anchors.init = "kmeans"
   config.loss.class_scale = 0.0          # single class: no classification loss
   config.train.steps = 10000

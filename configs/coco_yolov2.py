@@ -21,6 +21,7 @@ def get_config():
   config.dataset.max_boxes = 100
   config.model.name = "darknet19"
   config.input.image_size = 544
+  config.input.multiscale_sizes = tuple(range(320, 608 + 1, 32))
   config.anchors.init = "coco"
   config.train.steps = 100000
   config.train.batch_size = 64

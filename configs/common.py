@@ -15,7 +15,11 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.dataset = ml_collections.ConfigDict(dict(
       name="synthetic",      # synthetic | voc | coco | brainwash | voc_folder | coco_json
-      path="",               # folder for voc_folder / coco_json / manual downloads
+      path="",               # voc_folder/coco_json folder; TFDS data_dir for voc/coco/brainwash
+      class_names=(),        # voc_folder: class list (empty: read from the train split)
+      train_split="trainval",  # voc_folder: ImageSets/Main/<split>.txt; coco_json: instances_<split>
+      eval_split="test",
+      image_dir="",          # coco_json: image folder if not <path>/<split>/
       preset="mixed",        # synthetic only: tiny | wide | mixed
       num_classes=0,         # 0: take it from the dataset
       max_boxes=50,          # GT slots per image (padding + mask)
@@ -27,6 +31,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.input = ml_collections.ConfigDict(dict(
       image_size=416,        # training input (pixels, multiple of 32)
       eval_image_size=0,     # test-time resize (0: same as image_size)
+      multiscale_sizes=(),   # e.g. (320, 352, ..., 608): darknet's multi-scale training
+      multiscale_every=10,   # steps between size switches
+  ))
+
+  # Training augmentation of real datasets (darknet yolov2-voc.cfg values);
+  # see anchor_jax/data/augment.py. The synthetic data is generated fresh instead.
+  c.augment = ml_collections.ConfigDict(dict(
+      jitter=0.2, flip=True, hue=0.1, saturation=1.5, exposure=1.5,
+      min_box_px=2.0, min_visible=0.0, fill=0.5,
   ))
 
   c.model = ml_collections.ConfigDict(dict(

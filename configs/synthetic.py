@@ -5,7 +5,7 @@ Runs anywhere on CPU; nothing is downloaded.
   python -m anchor_jax.main --config=configs/synthetic.py --workdir=runs/demo
 
 Variants (``--config=configs/synthetic.py:VARIANT``):
-  demo     (default) tiny YOLOv2, 128 px, ~5 min on 2 CPU cores; prints the
+  demo     (default) tiny YOLOv2 (width 0.25), 128 px, ~5 min on 2 CPU cores; prints the
            initial and learned anchors and AP50, writes anchors.png.
   tiny     a few steps of a minimal model, for tests and smoke runs (~10 s).
   full     DarkNet-19 YOLOv2 at 416 px: the real model, for a GPU.
@@ -31,7 +31,7 @@ def get_config(arg: str = "demo"):
   config.anchors.lr_mult = 10.0           # anchors move in few steps on a short CPU run
 
   config.model.name = "tiny"
-  config.model.width = 0.5
+  config.model.width = 0.25
   config.input.image_size = 128
 
   config.train.steps = 1500

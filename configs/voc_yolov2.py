@@ -21,6 +21,8 @@ def get_config(arg: str = "416"):
   config.dataset.max_boxes = 50
   config.model.name = "darknet19"
   config.input.image_size = int(arg)
+  config.input.eval_image_size = int(arg)
+  config.input.multiscale_sizes = tuple(range(320, 608 + 1, 32))  # darknet random=1
   config.anchors.init = "voc"
   config.train.steps = 30000
   config.train.batch_size = 64

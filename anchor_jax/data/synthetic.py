@@ -228,6 +228,7 @@ class SyntheticDataset:
     self.seed, self.split, self.num_classes = seed, split, num_classes
     self.num_examples, self.clutter, self.render = num_examples, clutter, render
     self.class_names = list(SHAPES[:num_classes])
+    self.stats = {}   # nothing is ever skipped or dropped: boxes are generated valid
 
   def __len__(self):
     if self.num_examples is None:
@@ -261,19 +262,46 @@ class SyntheticDataset:
     return dict(image=image, boxes=out_boxes, labels=out_labels,
                 mask=np.arange(self.max_boxes) < m, image_id=int(index))
 
-  def batch(self, indices):
-    """Examples stacked on a leading axis B; image_id becomes int32 [B]."""
+  def batch(self, indices, *, image_size=None, augment_seeds=None):
+    """Examples stacked on a leading axis B, with the keys every dataset returns
+    (``anchor_jax.data.detection``): also difficult (all False), orig_hw, replaced.
+
+    ``augment_seeds`` is accepted and ignored: every index is already a fresh random
+    image. Images exist at one size only (``image_size`` must be None or equal it).
+    """
+    if image_size is not None and image_size != self.image_size:
+      raise ValueError(f"synthetic images are generated at {self.image_size} px, not "
+                       f"{image_size}; multi-scale training needs a real dataset.")
+    del augment_seeds
     examples = [self.example(int(i)) for i in indices]
     out = {k: np.stack([e[k] for e in examples]) for k in examples[0] if k != "image_id"}
-    out["image_id"] = np.array([e["image_id"] for e in examples], np.int32)
+    out["image_id"] = np.array([e["image_id"] for e in examples], np.int64)
+    out["difficult"] = np.zeros_like(out["mask"])
+    out["orig_hw"] = np.full((len(examples), 2), self.image_size, np.int32)
+    out["replaced"] = np.zeros(len(examples), bool)
     return out
 
-  def boxes_wh(self, num):
+  @property
+  def category_ids(self):
+    return list(range(self.num_classes))
+
+  def ground_truth(self, index):
+    """(boxes_px [n, 4] xyxy, labels [n], difficult [n]) of one example, in pixels."""
+    labels, boxes_px, _ = self._layout(self.split, index)
+    return boxes_px.astype(np.float64), labels.astype(np.int32), np.zeros(len(labels), bool)
+
+  def ground_truth_areas(self, index):
+    del index
+    return None
+
+  def boxes_wh(self, num, *, image_size=None):
     """float32 [M, 2] pixel (w, h) of the GT boxes of train examples 0..num-1 (all their
     boxes, in order), for k-means anchors. Uses the layout only, so no image is painted;
     the shapes are exactly those of ``example`` on the train split. A finite train split
     contributes at most its ``num_examples`` images."""
     if self.split == "train" and self.num_examples is not None:
       num = min(num, self.num_examples)
+    scale = 1.0 if image_size is None else image_size / self.image_size
     wh = [b[:, 2:] - b[:, :2] for b in (self._layout("train", i)[1] for i in range(num))]
-    return np.concatenate(wh, 0).astype(np.float32) if wh else np.zeros((0, 2), np.float32)
+    wh = np.concatenate(wh, 0) * scale if wh else np.zeros((0, 2))
+    return wh.astype(np.float32)

@@ -1,0 +1,456 @@
+"""Training augmentation as darknet's YOLOv2 does it, and the plain eval resize.
+
+One training example goes through (darknet ``data.c: load_data_region``):
+  1. jitter: each side of the image moves by ``U(-jitter, jitter) x`` its size (the window
+     can reach outside the image, which is padded), changing position, scale and aspect;
+  2. that window is resized to ``S x S`` (one PIL ``resize`` call with a ``box``);
+  3. a horizontal flip with probability 0.5;
+  4. HSV distortion (``image.c: random_distort_image``): hue shifted by ``U(-hue, hue)`` of
+     the colour circle, saturation and value scaled by ``rand_scale`` factors in [1/s, s].
+Boxes follow the same affine map, are clipped to the output and dropped when degenerate.
+
+Every random number comes from ``np.random.default_rng(seed)``, always the same ten
+draws in the same order, so an example is a pure function of (image, boxes, seed) and
+turning one knob off does not change what the others draw.
+
+Padding: darknet's YOLOv2 ``crop_image`` repeats the edge pixels (``pad_mode='edge'``);
+its later letterboxing loader fills 0.5 grey (``pad_mode='constant'``, ``fill=0.5``, our
+default, as it adds no fake texture). Resampling: PIL's filters average over the source
+when shrinking (antialiased); darknet's ``resize_image`` point-samples bilinearly.
+Decoding: given a JPEG path or bytes, ``augment`` reads the size from the header, draws
+the window, then decodes at the coarsest 1/2^k scale that still covers the window at the
+output resolution (``jpeg_draft``), a large saving at small training sizes.
+
+Multi-scale training (darknet ``random=1``): ``multiscale_size`` picks the input size of
+each block of ``every`` steps from a fixed tuple, so at most ``len(sizes)`` shapes compile.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import io
+import math
+import os
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["AugmentConfig", "AugmentParams", "augment", "augment_batch", "apply_params",
+           "sample_params", "transform_boxes", "flip_boxes", "crop_resize", "distort_hsv",
+           "eval_resize", "to_rgb_image", "multiscale_size"]
+
+RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+            "bicubic": Image.Resampling.BICUBIC, "box": Image.Resampling.BOX,
+            "lanczos": Image.Resampling.LANCZOS}
+PAD_MODES = ("constant", "edge")
+_NUM_DRAWS = 10  # 4 jitter offsets, flip, hue, 2 x saturation, 2 x exposure
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+  """Augmentation knobs; the defaults are darknet's ``yolov2-voc.cfg``.
+
+  jitter: each side of the crop window moves by up to ``jitter`` x the image size, in
+    [0, 0.5) so the window keeps a positive size.
+  flip: mirror left-right with probability 0.5.
+  hue: hue shift bound, a fraction of the colour circle (0.1 = +-36 degrees), in [0, 0.5].
+  saturation, exposure: >= 1; the factor is ``U(1, s)`` or its inverse with p 0.5.
+  min_box_px: a box narrower or shorter than this in output pixels is dropped.
+  min_visible: a box is dropped when less than this fraction of its (in-image) area lies
+    inside the crop window. 0.0 keeps any non-degenerate part, as darknet does.
+  fill: value of padded pixels as a fraction of 255 (``pad_mode='constant'``).
+  pad_mode: 'constant' (``fill``) or 'edge' (repeat the resized image's border pixels,
+    like darknet's crop_image, which repeats the source's before resizing).
+  resample: PIL filter for the crop resize and ``eval_resize`` (a key of ``RESAMPLE``).
+  jpeg_draft: for JPEG files/bytes, decode at the smallest 1/2, 1/4 or 1/8 scale that
+    still gives the crop window at least ``S`` pixels each way (libjpeg DCT scaling: a
+    cheaper decode and resize, pixels differ slightly from a full decode). Boxes are
+    unaffected; decoded arrays are never drafted.
+  """
+  jitter: float = 0.2
+  flip: bool = True
+  hue: float = 0.1
+  saturation: float = 1.5
+  exposure: float = 1.5
+  min_box_px: float = 2.0
+  min_visible: float = 0.0
+  fill: float = 0.5
+  pad_mode: str = "constant"
+  resample: str = "bilinear"
+  jpeg_draft: bool = True
+
+  def __post_init__(self):
+    errors = []
+    if not 0 <= self.jitter < 0.5:
+      errors.append(f"jitter={self.jitter}: must be in [0, 0.5)")
+    if not 0 <= self.hue <= 0.5:
+      errors.append(f"hue={self.hue}: must be in [0, 0.5]")
+    for name in ("saturation", "exposure"):
+      if not getattr(self, name) >= 1:
+        errors.append(f"{name}={getattr(self, name)}: must be >= 1 (1 turns it off)")
+    if not self.min_box_px >= 0:
+      errors.append(f"min_box_px={self.min_box_px}: must be >= 0")
+    if not 0 <= self.min_visible <= 1:
+      errors.append(f"min_visible={self.min_visible}: must be in [0, 1]")
+    if not 0 <= self.fill <= 1:
+      errors.append(f"fill={self.fill}: must be in [0, 1]")
+    if self.pad_mode not in PAD_MODES:
+      errors.append(f"pad_mode={self.pad_mode!r}: choose one of {PAD_MODES}")
+    if self.resample not in RESAMPLE:
+      errors.append(f"resample={self.resample!r}: choose one of {tuple(RESAMPLE)}")
+    if errors:
+      raise ValueError("Bad augment config: " + "; ".join(errors))
+
+  @classmethod
+  def from_config(cls, config) -> "AugmentConfig":
+    """From a ConfigDict (or dict) with these field names; missing keys keep the default,
+    unknown keys raise (they are typos)."""
+    if config is None:
+      return cls()
+    names = {f.name for f in dataclasses.fields(cls)}
+    given = dict(config.items())
+    unknown = sorted(set(given) - names)
+    if unknown:
+      raise ValueError(f"Unknown augment keys {unknown}; known: {sorted(names)}")
+    return cls(**given)
+
+  @classmethod
+  def identity(cls, **overrides) -> "AugmentConfig":
+    """No jitter, flip or colour change: ``augment`` then equals ``eval_resize``."""
+    return cls(**{"jitter": 0.0, "flip": False, "hue": 0.0, "saturation": 1.0,
+                  "exposure": 1.0, **overrides})
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentParams:
+  """The random choices for one example.
+
+  window: crop window (x0, y0, x1, y1) in source pixels; may reach outside the image.
+  flip: mirror the output left-right.
+  hue: hue shift, a fraction of the colour circle.
+  saturation, exposure: multiplicative factors for S and V.
+  """
+  window: tuple[float, float, float, float]
+  flip: bool
+  hue: float
+  saturation: float
+  exposure: float
+
+
+def _rand_scale(u_scale: float, u_invert: float, s: float) -> float:
+  """darknet ``rand_scale``: ``U(1, s)``, inverted with probability 0.5."""
+  scale = 1.0 + u_scale * (s - 1.0)
+  return 1.0 / scale if u_invert < 0.5 else scale
+
+
+def sample_params(rng: np.random.Generator, width: int, height: int,
+                  cfg: AugmentConfig) -> AugmentParams:
+  """Draws the augmentation of a ``width x height`` image (always ``_NUM_DRAWS`` numbers)."""
+  u = rng.random(_NUM_DRAWS)
+  left, right, top, bottom = (2 * u[:4] - 1) * cfg.jitter * np.array(
+      [width, width, height, height], np.float64)
+  return AugmentParams(
+      window=(float(left), float(top), float(width - right), float(height - bottom)),
+      flip=bool(cfg.flip and u[4] < 0.5),
+      hue=float((2 * u[5] - 1) * cfg.hue),
+      saturation=_rand_scale(u[6], u[7], cfg.saturation),
+      exposure=_rand_scale(u[8], u[9], cfg.exposure))
+
+
+def _encoded(image) -> bool:
+  """A file path or encoded bytes: opened and decoded here (so it may be drafted)."""
+  return isinstance(image, (str, os.PathLike, bytes, bytearray))
+
+
+@contextlib.contextmanager
+def _opened(image):
+  """A PIL image from a PIL image, a file path or encoded bytes (not decoded yet: the
+  size is read from the header; the file closes on exit), or from a uint8
+  [H, W] / [H, W, 1|3|4] array."""
+  if _encoded(image):
+    source = io.BytesIO(image) if isinstance(image, (bytes, bytearray)) else image
+    with Image.open(source) as opened:
+      yield opened
+  elif isinstance(image, Image.Image):
+    yield image
+  else:
+    yield _from_array(image)
+
+
+def _from_array(image) -> Image.Image:
+  array = np.asarray(image)
+  if array.dtype != np.uint8:
+    raise TypeError(f"image must be uint8, got {array.dtype}")
+  if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
+    array = array[..., 0] if array.shape[-1] == 1 else array[..., :3]
+  if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
+    raise ValueError(f"image must be [H, W] or [H, W, 1|3|4] with H, W >= 1, "
+                     f"got {array.shape}")
+  return Image.fromarray(np.ascontiguousarray(array))
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+  return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def to_rgb_image(image) -> Image.Image:
+  """An RGB PIL image (decoded) from uint8 [H, W] / [H, W, 1|3|4] arrays (alpha dropped),
+  a PIL image of any mode, encoded ``bytes``, or a file path."""
+  with _opened(image) as opened:
+    rgb = _rgb(opened)
+    rgb.load()
+    return rgb
+
+
+def _draft(image: Image.Image, window, out_size: int):
+  """Asks a not yet decoded JPEG for the coarsest DCT scale (1/2^k) at which ``window``
+  still spans >= ``out_size`` pixels. Returns the image, the window in its pixels and
+  the original image's extent there (W/2^k may be fractional; the decoder rounds the
+  size up). Unchanged when the image is not a pending JPEG or no reduction fits."""
+  x0, y0, x1, y1 = window
+  width, height = image.size
+  need = (max(1, math.ceil(width * out_size / (x1 - x0))),
+          max(1, math.ceil(height * out_size / (y1 - y0))))
+  extent = (float(width), float(height))
+  if need[0] > width // 2 or need[1] > height // 2:
+    return image, window, extent
+  drafted = image.draft("RGB", need)
+  if drafted is None:
+    return image, window, extent
+  _, (_, _, scaled_w, scaled_h) = drafted
+  fx, fy = scaled_w / width, scaled_h / height
+  return image, (x0 * fx, y0 * fy, x1 * fx, y1 * fy), (scaled_w, scaled_h)
+
+
+def _covered(lo: float, hi: float, size: float, out_size: int) -> tuple[int, int]:
+  """Whole output pixels [o0, o1) whose source span lies inside [0, size] for a window
+  side [lo, hi) mapped onto ``out_size`` pixels."""
+  step = (hi - lo) / out_size                  # source pixels per output pixel
+  o0 = math.ceil(-lo / step - 1e-6)
+  o1 = math.floor((size - lo) / step + 1e-6)
+  return min(max(o0, 0), out_size), min(max(o1, 0), out_size)
+
+
+def crop_resize(image: Image.Image, window, out_size: int, cfg: AugmentConfig,
+                extent: tuple[float, float] | None = None) -> np.ndarray:
+  """The ``window`` (x0, y0, x1, y1) of ``image`` resized to uint8 [S, S, 3].
+
+  Only the output pixels whose source lies inside the image (or inside ``extent``, the
+  image content's (w, h) when smaller than its size) are resampled, by one PIL
+  ``resize`` with the exactly corresponding ``box``, so the affine map is the window's;
+  the rest is padded per ``cfg.pad_mode``. This skips building a padded source image.
+  """
+  x0, y0, x1, y1 = window
+  width, height = extent or image.size
+  ox0, ox1 = _covered(x0, x1, width, out_size)
+  oy0, oy1 = _covered(y0, y1, height, out_size)
+  fill = round(cfg.fill * 255)
+  if ox1 <= ox0 or oy1 <= oy0:                 # the window misses the image
+    return np.full((out_size, out_size, 3), fill, np.uint8)
+  sx, sy = (x1 - x0) / out_size, (y1 - y0) / out_size
+  box = (max(0.0, x0 + ox0 * sx), max(0.0, y0 + oy0 * sy),
+         min(float(width), x0 + ox1 * sx), min(float(height), y0 + oy1 * sy))
+  part = np.asarray(image.resize((ox1 - ox0, oy1 - oy0), RESAMPLE[cfg.resample], box=box))
+  pads = ((oy0, out_size - oy1), (ox0, out_size - ox1), (0, 0))
+  if not any(any(p) for p in pads):
+    return part
+  if cfg.pad_mode == "edge":
+    return np.pad(part, pads, mode="edge")
+  return np.pad(part, pads, mode="constant", constant_values=fill)
+
+
+def eval_resize(image, out_size: int, *, resample: str = "bilinear",
+                jpeg_draft: bool = True) -> np.ndarray:
+  """Test-time input: the whole image resized to uint8 [S, S, 3] (no letterbox). A
+  prediction in normalised coordinates maps back to original pixels times (w, h).
+  ``jpeg_draft`` as in ``AugmentConfig`` (the window is the whole image)."""
+  with _opened(image) as pil:
+    window = (0.0, 0.0, float(pil.width), float(pil.height))
+    if jpeg_draft and _encoded(image):
+      pil, window, _ = _draft(pil, window, out_size)
+    return np.array(_rgb(pil).resize((out_size, out_size), RESAMPLE[resample], box=window))
+
+
+def flip_boxes(boxes_px: np.ndarray, width: float) -> np.ndarray:
+  """Mirrors xyxy boxes [..., 4] in an image ``width`` pixels wide."""
+  b = np.asarray(boxes_px)
+  return np.stack([width - b[..., 2], b[..., 1], width - b[..., 0], b[..., 3]], axis=-1)
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+  """Areas of xyxy boxes [n, 4]; inverted sides count as 0."""
+  return (np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0))
+
+
+def transform_boxes(boxes_px: np.ndarray, window, image_wh: tuple[int, int], out_size: int,
+                    *, min_box_px: float, min_visible: float):
+  """Maps xyxy source-pixel boxes [n, 4] through the crop ``window`` to output pixels.
+
+  Boxes are first clipped to the image (nothing lies outside it), then mapped, clipped to
+  [0, S], and kept if finite, at least ``min_box_px`` on each side (and non-empty), and
+  at least ``min_visible`` of their in-image area survives. Returns (boxes [k, 4] float64,
+  keep_index [k]).
+  """
+  width, height = image_wh
+  boxes = np.asarray(boxes_px, np.float64).reshape(-1, 4)         # [n, 4]
+  finite = np.isfinite(boxes).all(axis=1)
+  boxes = np.clip(np.where(finite[:, None], boxes, 0.0), 0, [width, height, width, height])
+  x0, y0, x1, y1 = window
+  scale = np.array([out_size / (x1 - x0), out_size / (y1 - y0)] * 2)
+  mapped = (boxes - np.array([x0, y0, x0, y0])) * scale           # [n, 4]
+  clipped = np.clip(mapped, 0, out_size)
+  w, h = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
+  keep = (finite & (w > 0) & (h > 0) & (w >= min_box_px) & (h >= min_box_px)
+          & (_area(clipped) >= min_visible * _area(mapped)))
+  index = np.flatnonzero(keep)
+  return clipped[index], index
+
+
+def _select(dst: np.ndarray, src: np.ndarray, mask: np.ndarray) -> None:
+  """``dst[mask] = src[mask]`` as arithmetic (masked NumPy writes are ~10x slower);
+  overwrites ``src``."""
+  src -= dst
+  src *= mask
+  dst += src
+
+
+def distort_hsv(image: np.ndarray, *, hue: float, saturation: float,
+                exposure: float) -> np.ndarray:
+  """darknet ``distort_image`` on uint8 [H, W, 3]: H += hue (of the circle), S *= saturation,
+  V *= exposure, back to RGB, each channel clipped to [0, 255] (S and V are not clipped
+  before, as in darknet).
+
+  Vectorised through the hexcone identity: with V = max, D = max - min and hue h in
+  sextants, channel c = V - S*V*(1 - g_c(h)) = (V - D) + D*g_c(h) with trapezoids g_c, so
+  scaling S and V gives ``f*(V - k*D) + f*k*D*g_c(h + 6*hue)``. Without a hue shift this
+  is ``f*(V + k*(c - V))``, cheaper.
+  """
+  if hue == 0 and saturation == 1 and exposure == 1:
+    return image
+  # In-place on a few [H, W] buffers: fresh temporaries cost more than the arithmetic.
+  rgb = np.moveaxis(image, -1, 0).astype(np.float32)             # [3, H, W]
+  r, g, b = rgb
+  v = np.maximum(r, g)                                            # [H, W]
+  np.maximum(v, b, out=v)
+  if hue == 0:
+    rgb -= v
+    rgb *= saturation
+    rgb += v
+    rgb *= exposure
+  else:
+    d = np.minimum(r, g)                                          # [H, W]
+    np.minimum(d, b, out=d)
+    np.subtract(v, d, out=d)                                      # max - min
+    h = np.multiply(d, 4)                                         # blue is max: 4+(r-g)/d
+    h += r
+    h -= g
+    tmp = np.multiply(d, 2)                                       # green is max: 2+(b-r)/d
+    tmp += b
+    tmp -= r
+    _select(h, tmp, g == v)
+    np.subtract(g, b, out=tmp)                                    # red is max: (g-b)/d
+    _select(h, tmp, r == v)
+    np.maximum(d, 1, out=tmp)          # d is 0 (then h = 0) or >= 1: integer inputs
+    h /= tmp                                                      # sextants in [-1, 5)
+    h += 6 * hue
+    np.multiply(h, 1 / 6, out=tmp)
+    np.floor(tmp, out=tmp)
+    tmp *= 6
+    h -= tmp                                                      # wrapped to [0, 6)
+    for channel, centre, sign in ((0, 3, 1), (1, 2, -1), (2, 4, -1)):
+      out = rgb[channel]                 # red: |h-3| - 1; green, blue: 2 - |h-c|
+      np.subtract(h, centre, out=out)
+      np.abs(out, out=out)
+      out *= sign
+      out += 2 if sign < 0 else -1
+    np.clip(rgb, 0, 1, out=rgb)                                   # trapezoids g_c(h)
+    d *= saturation * exposure                                    # k*f*D
+    for channel in rgb:                # per plane: cheaper than broadcasting [3, H, W]
+      channel *= d
+    v *= exposure
+    v -= d
+    rgb += v
+  np.clip(rgb, 0, 255, out=rgb)
+  np.rint(rgb, out=rgb)
+  return np.ascontiguousarray(np.moveaxis(rgb.astype(np.uint8), 0, -1))
+
+
+def _as_labels(labels, n: int) -> np.ndarray:
+  labels = np.asarray(labels).reshape(-1)
+  if labels.shape[0] != n:
+    raise ValueError(f"{n} boxes but {labels.shape[0]} labels")
+  return labels
+
+
+def apply_params(image, boxes_px, labels, params: AugmentParams, *, out_size: int,
+                 cfg: AugmentConfig):
+  """Applies drawn ``params`` (see ``augment``, which samples them)."""
+  with _opened(image) as pil:
+    return _apply(pil, boxes_px, labels, params, out_size=out_size, cfg=cfg,
+                  draft=cfg.jpeg_draft and _encoded(image))
+
+
+def _apply(pil: Image.Image, boxes_px, labels, params: AugmentParams, *, out_size: int,
+           cfg: AugmentConfig, draft: bool):
+  boxes = np.asarray(boxes_px, np.float64).reshape(-1, 4)
+  labels = _as_labels(labels, boxes.shape[0])
+  size = pil.size                                                  # the boxes' pixels
+  window, extent = params.window, None
+  if draft:
+    pil, window, extent = _draft(pil, window, out_size)
+  pixels = crop_resize(_rgb(pil), window, out_size, cfg, extent)  # [S, S, 3]
+  boxes_out, keep = transform_boxes(boxes, params.window, size, out_size,
+                                    min_box_px=cfg.min_box_px, min_visible=cfg.min_visible)
+  if params.flip:
+    pixels = pixels[:, ::-1]
+    boxes_out = flip_boxes(boxes_out, out_size)
+  pixels = distort_hsv(pixels, hue=params.hue, saturation=params.saturation,
+                       exposure=params.exposure)
+  pixels = np.require(pixels, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
+  return pixels, boxes_out.astype(np.float32), labels[keep], keep
+
+
+def augment(image, boxes_px, labels, *, out_size: int, seed, cfg: AugmentConfig):
+  """One darknet-style training example.
+
+  image: uint8 [H, W, 3] (also [H, W], [H, W, 1|4], a PIL image, bytes or a path).
+  boxes_px: float [n, 4] xyxy in the image's pixels; labels: [n].
+  seed: an int or a sequence of ints for ``np.random.default_rng``.
+  Returns image uint8 [S, S, 3], boxes float32 [k, 4] xyxy in output pixels (divide by S
+  to normalise), labels [k] and keep_index int [k] (positions in the input).
+  """
+  with _opened(image) as pil:                   # encoded files: header only, for the size
+    params = sample_params(np.random.default_rng(seed), pil.width, pil.height, cfg)
+    return _apply(pil, boxes_px, labels, params, out_size=out_size, cfg=cfg,
+                  draft=cfg.jpeg_draft and _encoded(image))
+
+
+def augment_batch(items: Sequence[tuple], seeds: Sequence, *, out_size: int,
+                  cfg: AugmentConfig, num_workers: int = 0) -> list[tuple]:
+  """``augment`` over (image, boxes_px, labels) items, on a thread pool of
+  ``num_workers`` when > 1 (PIL decode/resize and NumPy release the GIL). Results are in
+  input order and independent of ``num_workers``."""
+  def one(item, seed):
+    image, boxes, labels = item
+    return augment(image, boxes, labels, out_size=out_size, seed=seed, cfg=cfg)
+  if num_workers <= 1:
+    return [one(item, seed) for item, seed in zip(items, seeds, strict=True)]
+  if len(items) != len(seeds):
+    raise ValueError(f"{len(items)} items but {len(seeds)} seeds")
+  with concurrent.futures.ThreadPoolExecutor(num_workers) as pool:
+    return list(pool.map(one, items, seeds))
+
+
+def multiscale_size(step: int, *, sizes: Sequence[int], every: int, seed: int) -> int:
+  """Training input size at ``step``: one of ``sizes``, drawn uniformly per block of
+  ``every`` steps from ``default_rng([seed, step // every])`` (darknet: every 10 batches
+  from 320..608 step 32). Pure, so every process and a resumed run agree, and the
+  number of compiled input shapes is at most ``len(sizes)``."""
+  if not sizes or any(int(s) != s or s < 32 or s % 32 for s in sizes):
+    raise ValueError(f"sizes={tuple(sizes)}: need positive multiples of 32 (the stride)")
+  if every < 1 or step < 0:
+    raise ValueError(f"need every >= 1 and step >= 0, got every={every}, step={step}")
+  block = np.random.default_rng([seed, step // every])
+  return int(sizes[int(block.integers(len(sizes)))])
