@@ -9,7 +9,6 @@ process per host with ``--coordinator=HOST:PORT --num_processes=N --process_id=i
 """
 from __future__ import annotations
 
-import json
 import sys
 
 import numpy as np

@@ -7,7 +7,6 @@ pmapped ``train_step``, then the loop with logging, checkpoints and evals.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import signal
 from typing import Any

@@ -13,7 +13,6 @@ Variants (``--config=configs/synthetic.py:VARIANT``):
 Everything an experiment varies is here; override any key on the command line,
 e.g. ``--config.dataset.preset=wide --config.anchors.init=uniform``.
 """
-import ml_collections
 
 from configs import common
 

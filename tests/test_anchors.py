@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
+from anchor_jax import anchor_report
 from anchor_jax import anchors as anc
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -284,5 +285,5 @@ def test_main_workdir_without_boxes_and_bad_jsonl(tmp_path, capsys):
 
 
 def test_bundled_example_csv_is_usable():
-  boxes = anc.read_boxes_csv(os.path.join(REPO, 'experiments', 'examples', 'boxes.csv'))
+  boxes = anchor_report.read_boxes_csv(os.path.join(REPO, 'experiments', 'examples', 'boxes.csv'))
   assert boxes.shape == (2000, 2) and np.all(boxes > 0) and np.all(boxes <= 416)

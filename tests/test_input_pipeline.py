@@ -102,3 +102,31 @@ def test_missing_folder_is_a_clear_error(tmp_path):
   from anchor_jax.data.detection import DatasetError
   with pytest.raises(DatasetError, match="JPEGImages|Annotations|ImageSets"):
     input_pipeline.build_dataset(config, "train")
+
+
+def test_anchors_cli_on_a_voc_folder_config(tmp_path):
+  import subprocess
+  import sys
+  root = str(tmp_path / "voc")
+  images = _voc_fixture(root)
+  res = subprocess.run(
+      [sys.executable, "-m", "anchor_jax.anchors", "--config=configs/voc_yolov2.py",
+       "--config.dataset.name=voc_folder", f"--config.dataset.path={root}",
+       "--config.input.image_size=320", "--k=3"],
+      cwd=train_util.REPO, env=train_util.subprocess_env(1), capture_output=True, text=True,
+      timeout=300)
+  assert res.returncode == 0, res.stderr[-2000:]
+  out = json.loads(res.stdout)
+  # Train split = the first 8 images, one of them an unreadable JPEG whose XML is
+  # still fine: its boxes count (annotations only), resized from 160x120 to 320.
+  want = sum(len(images[i]["objects"]) for i in sorted(images)[:8])
+  assert out["num_boxes"] == out["dataset"]["num_boxes"] == want
+  assert len(out["anchors"]) == 3 and 0 < out["mean_best_iou"] <= 1
+  # Box sizes at the training input size: 160x120 images resized to 320x320.
+  boxes = np.asarray([o[2] for i in sorted(images)[:8] for o in images[i]["objects"]], float)
+  w = (boxes[:, 2] - boxes[:, 0]) * 320 / 160
+  h = (boxes[:, 3] - boxes[:, 1]) * 320 / 120
+  np.testing.assert_allclose(out["dataset"]["w_percentiles_5_25_50_75_95"],
+                             np.percentile(w, [5, 25, 50, 75, 95]), atol=0.01)
+  np.testing.assert_allclose(out["dataset"]["h_percentiles_5_25_50_75_95"],
+                             np.percentile(h, [5, 25, 50, 75, 95]), atol=0.01)

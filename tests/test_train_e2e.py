@@ -7,7 +7,6 @@ import socket
 import subprocess
 import time
 
-import jax
 import numpy as np
 import pytest
 

@@ -12,7 +12,6 @@ import argparse
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from anchor_jax import decode, evaluator as evaluator_lib, nms as nms_lib, voc_eval
