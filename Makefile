@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum 
 WORKDIR ?= runs/demo
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast inspect bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 ## Tests without the end-to-end training runs.
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m "not slow"
+
+## Figures and fit tables of a training run (anchors over the box density, trajectories, usage).
+inspect: $(STAMP)
+	$(VENV)/bin/python -m anchor_jax.inspect --workdir=$(WORKDIR)
 
 bench: $(STAMP)
 	$(VENV)/bin/python experiments/benchmarks/bench_loss.py
