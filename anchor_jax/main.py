@@ -9,10 +9,13 @@ process per host with ``--coordinator=HOST:PORT --num_processes=N --process_id=i
 """
 from __future__ import annotations
 
+import logging as py_logging
 import sys
 
 import numpy as np
+
 from absl import app, flags, logging
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from anchor_jax import config_lib, parallel
@@ -31,12 +34,18 @@ def _fmt(anchors) -> str:
   return " ".join(f"({w:.1f}, {h:.1f})" for w, h in np.asarray(anchors))
 
 
+class _QuietLibraries(py_logging.Filter):
+  """Keeps the console to our own progress lines: drops INFO chatter of orbax
+  (every checkpoint write) and clu (every scalar dict, already in metrics.jsonl)."""
+
+  def filter(self, record):
+    noisy = any(part in record.pathname for part in ("/orbax/", "/clu/", "/jax/_src/"))
+    return record.levelno >= py_logging.WARNING or not noisy
+
+
 def main(argv):
   del argv
-  import logging as py_logging
-  py_logging.getLogger("absl").setLevel(py_logging.INFO)
-  for noisy in ("orbax", "jax._src"):
-    py_logging.getLogger(noisy).setLevel(py_logging.WARNING)
+  absl_logging.get_absl_handler().addFilter(_QuietLibraries())
   parallel.initialize_distributed(coordinator=_COORDINATOR.value,
                                   num_processes=_NUM_PROCESSES.value,
                                   process_id=_PROCESS_ID.value)
