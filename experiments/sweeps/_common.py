@@ -1,0 +1,78 @@
+"""What the sweep files share: the methods as override lists, configs, variant args.
+
+Methods (paper §4): *Baseline* is the very same graph as Opt with the anchors frozen
+(``anchors.optimize=False``: their update is exactly zero; DESIGN.md "Baseline = the same
+graph ..., never a different model"), so Opt and Baseline differ only in whether the
+anchors learn (the clustering term then moves nothing, and the paper reports that BN
+without shift alone changes the Baseline by < 0.1 mAP); *Opt* learns the anchors with
+the config's warm-ups (soft assignment, online clustering, BN without shift), each of
+which ``opt()`` can switch off (Table 6).
+A warm-up that is on keeps the config's own T0 / lambda0 and schedule length.
+"""
+from __future__ import annotations
+
+CPU_CONFIG = "configs/synthetic.py:study"
+PRESETS = ("mixed", "tiny", "wide")    # synthetic stand-ins: VOC-like, Brainwash-like, extreme
+
+# Paper recipes, and what the paper calls "k-means" init on each: darknet's published
+# sets for VOC and COCO (configs/voc_yolov2.py), IoU k-means of the training boxes else.
+PAPER_CONFIGS = {
+    "voc": "configs/voc_yolov2.py",
+    "voc544": "configs/voc_yolov2.py:544",
+    "coco": "configs/coco_yolov2.py",
+    "brainwash": "configs/brainwash_yolov2.py",
+}
+PAPER_KMEANS = {"voc": "voc", "voc544": "voc", "coco": "coco", "brainwash": "kmeans"}
+PAPER_NAMES = {"voc": "Pascal VOC 2007", "voc544": "Pascal VOC 2007 (544 px)",
+               "coco": "COCO 2017 val", "brainwash": "Brainwash"}
+
+BASELINE = ("--config.anchors.optimize=False",)
+
+
+def opt(*, soft: bool = True, clust: bool = True, bn: bool = True) -> list[str]:
+  """Overrides for Opt with the chosen warm-ups (off = disabled, on = the config's)."""
+  out = ["--config.anchors.optimize=True", f"--config.anchors.bn_no_shift={bn}"]
+  if not soft:
+    out.append("--config.anchors.temperature=0")
+  if not clust:
+    out.append("--config.anchors.cluster_weight=0")
+  return out
+
+
+def init(name: str) -> str:
+  return f"--config.anchors.init={name}"
+
+
+def preset(name: str) -> str:
+  return f"--config.dataset.preset={name}"
+
+
+def cpu_variants() -> tuple[str, ...]:
+  return ("cpu",) + tuple(f"cpu_{p}" for p in PRESETS)
+
+
+def cpu_preset(arg: str) -> str | None:
+  """``cpu`` -> the default preset (mixed), ``cpu_<preset>`` -> that preset, else None."""
+  if arg == "cpu":
+    return PRESETS[0]
+  if arg.startswith("cpu_") and arg[4:] in PRESETS:
+    return arg[4:]
+  return None
+
+
+def paper_variants(datasets=tuple(PAPER_CONFIGS)) -> tuple[str, ...]:
+  """``paper`` (= VOC) plus ``paper_<dataset>`` for each of ``datasets`` but VOC."""
+  return ("paper",) + tuple(f"paper_{d}" for d in datasets if d != "voc")
+
+
+def paper_dataset(arg: str) -> str | None:
+  """``paper`` -> "voc", ``paper_<dataset>`` -> that dataset, else None."""
+  if arg == "paper":
+    return "voc"
+  if arg.startswith("paper_") and arg[6:] in PAPER_CONFIGS:
+    return arg[6:]
+  return None
+
+
+def unknown(arg: str, variants) -> ValueError:
+  return ValueError(f"Unknown sweep variant {arg!r}: choose one of {', '.join(variants)}.")
