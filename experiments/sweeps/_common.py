@@ -76,3 +76,13 @@ def paper_dataset(arg: str) -> str | None:
 
 def unknown(arg: str, variants) -> ValueError:
   return ValueError(f"Unknown sweep variant {arg!r}: choose one of {', '.join(variants)}.")
+
+
+def cpu_or_voc(arg: str, variants) -> tuple[str, list[str], str]:
+  """(config, base overrides, description) for ``cpu[_preset]`` or ``paper`` (VOC)."""
+  preset_name = cpu_preset(arg)
+  if preset_name is not None:
+    return CPU_CONFIG, [preset(preset_name)], f"synthetic `{preset_name}`, CPU study"
+  if arg == "paper":
+    return PAPER_CONFIGS["voc"], [], PAPER_NAMES["voc"]
+  raise unknown(arg, variants)

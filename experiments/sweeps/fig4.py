@@ -15,13 +15,7 @@ METHODS = {"Baseline (k-means)": ("kmeans", list(C.BASELINE)),
 
 
 def get_sweep(arg: str = "cpu") -> dict:
-  preset = C.cpu_preset(arg)
-  if preset is not None:
-    config, base, where = C.CPU_CONFIG, [C.preset(preset)], f"synthetic `{preset}`, CPU study"
-  elif arg == "paper":
-    config, base, where = C.PAPER_CONFIGS["voc"], [], C.PAPER_NAMES["voc"]
-  else:
-    raise C.unknown(arg, VARIANTS)
+  config, base, where = C.cpu_or_voc(arg, VARIANTS)
   runs = []
   for num in NUM_ANCHORS:
     for label, (init, overrides) in METHODS.items():
