@@ -46,7 +46,7 @@ class Evaluator:
                          score_threshold=cfg.score_thresh, max_dets=cfg.max_dets)
       yield batch, dets
 
-  def run(self, params, batch_stats, *, step: int, export_path: str | None = None) -> dict:
+  def run(self, params, batch_stats, *, export_path: str | None = None) -> dict:
     """-> dict with AP50 (and AP for coco), per_class, num_images, num_dropped.
 
     Ground truth comes untruncated from ``dataset.ground_truth`` in original
@@ -101,7 +101,7 @@ def evaluate_workdir(workdir: str, *, export_path: str | None = None) -> dict:
   num_classes = config.dataset.num_classes or len(eval_ds.class_names)
   evaluator = Evaluator(config, eval_ds, model_factory=functools.partial(
       train.make_model, config, num_classes=num_classes, axis_name=None))
-  result = evaluator.run(state["params"], state["batch_stats"], step=step,
+  result = evaluator.run(state["params"], state["batch_stats"],
                          export_path=export_path)
   evaluator.write(result, step=step, path=os.path.join(workdir, "eval.jsonl"))
   result["step"] = step

@@ -318,7 +318,7 @@ def anchor_plot(config, train_ds, init_anchors, learned, workdir) -> str:
 def _evaluate(evaluator, state, step, workdir, is_primary):
   if not is_primary:
     return None
-  result = evaluator.run(state.params, state.batch_stats, step=step)
+  result = evaluator.run(state.params, state.batch_stats)
   evaluator.write(result, step=step, path=os.path.join(workdir, "eval.jsonl"))
   logging.info("eval at step %d: AP50 %.4f", step, result["AP50"])
   return result

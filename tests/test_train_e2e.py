@@ -159,7 +159,7 @@ def test_tiny_model_overfits_a_handful_of_images(tmp_path):
   step, state = train_util.restore_params(workdir, config)
   ev = train.predict.Evaluator(config, train_ds, model_factory=lambda anchors: train.make_model(
       config, num_classes=2, anchors=anchors, axis_name=None))
-  result = ev.run(state["params"], state["batch_stats"], step=step)
+  result = ev.run(state["params"], state["batch_stats"])
   assert result["AP50"] > 0.5, result
 
 
