@@ -231,7 +231,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   stop = _StopFlag()
   stream = input_pipeline.train_stream(train_ds, config, start_step=start_step,
                                        process_index=process_index, process_count=process_count)
-  history, last_saved, eval_result = [], latest, None
+  history, unlogged, last_saved, eval_result = [], [], latest, None
 
   def host_state():
     return parallel.unreplicate(state)
@@ -243,15 +243,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     last_saved = step
 
   def check_history():
-    """Fetches pending metrics; raises on a non-finite loss (no checkpoint of it is kept)."""
+    """Moves the metrics of finished steps to the host (each step once) and raises on a
+    non-finite loss, before any checkpoint of that state could be written."""
+    nonlocal history
     fetched = [(s, parallel.unreplicate(m)) for s, m in history]
+    history = []
+    unlogged.extend(fetched)
     bad = _first_nonfinite(fetched)
     if bad is not None:
       raise NonFiniteLossError(
           f"Loss became NaN/inf at step {bad}. The last good checkpoint is step "
           f"{last_saved} in {checkpointer.directory} (kept; the bad state was not saved). "
           "Lower train.lr_schedule, check the data for broken boxes, or resume to retry.")
-    return fetched
 
   step = start_step
   if start_step == 0 and is_primary:
@@ -265,8 +268,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       history.append((step + 1, metrics))
       done = step + 1
       if done % config.train.log_every == 0 or done == config.train.steps:
-        fetched = check_history()
-        history = []
+        check_history()
+        fetched, unlogged = unlogged, []
         means = {k: np.mean([m[k] for _, m in fetched], axis=0) for k in fetched[-1][1]}
         counts = np.sum([m["anchor_counts"] for _, m in fetched], axis=0)
         last = fetched[-1][1]

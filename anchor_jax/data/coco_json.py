@@ -148,12 +148,8 @@ class CocoJsonDataset(detection.DetectionDataset):
   def _annotation(self, index):
     return self._annotations[index]
 
-  def _image(self, index):
-    path = self._files[index]
-    try:
-      return image_io.decode_rgb(path)
-    except image_io.ImageError as e:
-      raise image_io.ImageError(f"{path}: {e}") from e
+  def _image_path(self, index):
+    return self._files[index]
 
 
 def _has_id(info):

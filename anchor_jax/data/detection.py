@@ -86,8 +86,9 @@ class DetectionDataset:
   """Random-access detection data with the batch/ground-truth/k-means interface.
 
   Subclasses set ``num_examples`` and implement ``_annotation(index) -> Annotation``
-  and ``_image(index) -> uint8 [H, W, 3]`` (raising ``image_io.ImageError`` for an image
-  that cannot be read), or ``_read(index)`` returning both when one read serves both.
+  and either ``_image_path(index)`` (file-based readers), ``_image(index) -> uint8
+  [H, W, 3]`` (raising ``image_io.ImageError`` for an image that cannot be read), or
+  ``_read(index)`` returning both when one read serves both.
   ``augment_config`` (an ``augment.AugmentConfig``) is passed as ``cfg`` to
   ``anchor_jax.data.augment.augment``, which is imported only when a batch is augmented.
   """
@@ -111,8 +112,16 @@ class DetectionDataset:
   def _annotation(self, index: int) -> Annotation:
     raise NotImplementedError
 
-  def _image(self, index: int) -> np.ndarray:
+  def _image_path(self, index: int) -> str:
     raise NotImplementedError
+
+  def _image(self, index: int) -> np.ndarray:
+    """Decodes ``_image_path(index)``; file-based readers only implement that hook."""
+    path = self._image_path(index)
+    try:
+      return image_io.decode_rgb(path)
+    except image_io.ImageError as e:
+      raise image_io.ImageError(f"{path}: {e}") from e
 
   def _read(self, index: int) -> tuple[Annotation, np.ndarray]:
     return self._annotation(index), self._image(index)

@@ -146,12 +146,8 @@ class VocFolderDataset(detection.DetectionDataset):
   def _annotation(self, index):
     return self._annotations[index]
 
-  def _image(self, index):
-    path = self._paths[index]
-    try:
-      return image_io.decode_rgb(path)
-    except image_io.ImageError as e:
-      raise image_io.ImageError(f"{path}: {e}") from e
+  def _image_path(self, index):
+    return self._paths[index]
 
 
 def _check_layout(root, split, split_file):
