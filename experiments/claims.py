@@ -1,0 +1,240 @@
+r"""Checks the paper's three Table 1 claims on a finished (or partial) Table 1 sweep.
+
+  python -m experiments.claims experiments/sweeps/table1.py:cpu --workdir_root=runs/table1
+
+Reads only the workdirs (like ``--table_only``) and writes ``DIR/claims.md``:
+
+1. **Opt beats Baseline**: for each init, Opt - Baseline in AP50 points, paired by seed;
+   the claim holds for an init when the mean gain is >= ``--min_gain`` (paper: >= 1).
+2. **Opt is robust to the init**: the spread (max - min over inits) of Opt's mean AP50;
+   holds when <= ``--max_spread`` points (paper Table 1: 0.06 on VOC). Baseline's spread is
+   shown next to it for contrast.
+3. **Learned anchors agree across inits** (paper Table 4): for each seed and each pair of
+   inits, Opt's two learned anchor sets are matched one to one (Hungarian, maximising
+   the summed shape IoU) and the mean IoU of the matched pairs is reported; holds when
+   every pair's mean over seeds is >= ``--agree_iou``. The same score between Opt's
+   learned anchors and the k-means anchors says how far learning moved from clustering.
+
+A verdict needs every seed of both cells; with missing seeds it says so rather than
+guessing. To tell "the anchors did not help localisation" from "localisation is not what
+limits AP here", the file also tabulates ``avg_iou`` from ``metrics.jsonl`` (mean IoU of the
+responsible predictions with their GT boxes over the last logged window of training) and
+the final ``cls`` loss, per cell.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import sys
+
+import numpy as np
+from scipy import optimize
+
+from anchor_jax import box_ops
+from experiments import results, sweep_lib
+from experiments import workdir as wd
+
+BASELINE, OPT = "Baseline", "Opt"
+TRAIN_KEYS = ("avg_iou", "cls")   # last metrics.jsonl window, tabulated per cell
+
+
+def matched_iou(anchors_a, anchors_b) -> float:
+  """Mean shape IoU of the best one-to-one matching of two [A, 2] anchor sets."""
+  a = np.asarray(anchors_a, dtype=np.float64)   # [A, 2] (w, h)
+  b = np.asarray(anchors_b, dtype=np.float64)   # [A, 2]
+  if a.shape != b.shape or a.ndim != 2 or a.shape[1] != 2:
+    raise ValueError(f"anchor sets must both be [A, 2]; got {a.shape} and {b.shape}")
+  iou = np.asarray(box_ops.shape_iou(a[:, None, :], b[None, :, :]))   # [A, A]
+  rows, cols = optimize.linear_sum_assignment(iou, maximize=True)
+  return float(iou[rows, cols].mean())
+
+
+def last_train_metric(workdir: str, key: str) -> float | None:
+  """``key`` of the last metrics.jsonl record that has it (None if none)."""
+  for record in reversed(wd.read_jsonl(os.path.join(workdir, "metrics.jsonl"))):
+    if key in record:
+      return float(record[key])
+  return None
+
+
+def _by_cell(records) -> dict:
+  """(row, col) -> {seed: Record} over finished runs."""
+  cells = {}
+  for r in records:
+    if r.status == wd.STATUS_DONE:
+      cells.setdefault((r.row, r.col), {})[r.seed] = r
+  return cells
+
+
+def _pct_values(cell: dict) -> dict:
+  return {s: 100 * r.metrics["AP50"] for s, r in cell.items() if "AP50" in r.metrics}
+
+
+def check(sweep: dict, records, *, seeds, min_gain: float, max_spread: float,
+          agree_iou: float, kmeans_px=None) -> dict:
+  """The three claims as numbers and verdicts (``None`` = not decidable yet)."""
+  seeds = sorted(seeds)
+  inits = sweep["table"]["rows"]
+  cells = _by_cell(records)
+  ap = {(row, col): _pct_values(cells.get((row, col), {})) for row in inits
+        for col in (BASELINE, OPT)}
+
+  def complete(values):
+    return all(s in values for s in seeds)
+
+  gains = {}
+  for init in inits:
+    base, opt = ap[(init, BASELINE)], ap[(init, OPT)]
+    diffs = [opt[s] - base[s] for s in seeds if s in opt and s in base]
+    verdict = None
+    if complete(base) and complete(opt):
+      verdict = statistics.fmean(diffs) >= min_gain
+    gains[init] = {"diffs": diffs, "holds": verdict}
+
+  def spread(col):
+    means = {i: statistics.fmean(ap[(i, col)].values()) for i in inits if ap[(i, col)]}
+    decided = len(means) == len(inits) >= 2 and all(complete(ap[(i, col)]) for i in inits)
+    value = max(means.values()) - min(means.values()) if len(means) >= 2 else None
+    return {"means": means, "spread": value, "decided": decided}
+  spreads = {col: spread(col) for col in (BASELINE, OPT)}
+  opt_spread = spreads[OPT]
+  robust = (opt_spread["spread"] <= max_spread) if opt_spread["decided"] else None
+
+  learned = {i: {s: r.anchors_px for s, r in cells.get((i, OPT), {}).items()
+                 if r.anchors_px} for i in inits}
+  pairs = {}
+  for a, b in itertools.combinations(inits, 2):
+    scores = [matched_iou(learned[a][s], learned[b][s]) for s in seeds
+              if s in learned[a] and s in learned[b]]
+    pairs[(a, b)] = scores
+  agree = None
+  if all(len(v) == len(seeds) for v in pairs.values()) and pairs:
+    agree = all(statistics.fmean(v) >= agree_iou for v in pairs.values())
+  to_kmeans = {}
+  if kmeans_px is not None:
+    to_kmeans = {i: [matched_iou(learned[i][s], kmeans_px) for s in seeds if s in learned[i]]
+                 for i in inits}
+  train = {key: {cell: {s: v for s, r in per_seed.items()
+                        if (v := last_train_metric(r.workdir, key)) is not None}
+                 for cell, per_seed in cells.items()} for key in TRAIN_KEYS}
+  return {"seeds": seeds, "inits": inits, "gains": gains, "spreads": spreads,
+          "robust": robust, "pairs": pairs, "agree": agree, "to_kmeans": to_kmeans,
+          "train": train,
+          "learned": learned, "thresholds": {"min_gain": min_gain, "max_spread": max_spread,
+                                             "agree_iou": agree_iou}}
+
+
+def _verdict(value) -> str:
+  return {True: "holds", False: "does not hold", None: "undecided (seeds missing)"}[value]
+
+
+def _stats(values, *, signed=False, digits=2) -> str:
+  if not values:
+    return results.MISSING
+  mean, std = results.mean_std(values)
+  text = f"{mean:+.{digits}f}" if signed else f"{mean:.{digits}f}"
+  return text if std is None else f"{text} ± {std:.{digits}f}"
+
+
+def render(out: dict, *, command: str, title: str) -> str:
+  t = out["thresholds"]
+  lines = [f"# Claims check: {title}", "", f"Produced by: `{command}`", "",
+           (f"Seeds {', '.join(map(str, out['seeds']))}; AP50 in points (%), "
+            "mean ± std over seeds (ddof=1), differences paired by seed."), "",
+           f"## 1. Opt beats Baseline by >= {t['min_gain']:g} AP50", "",
+           "| Init | Opt − Baseline | verdict |", "| --- | --- | --- |"]
+  for init, g in out["gains"].items():
+    lines.append(f"| {init} | {_stats(g['diffs'], signed=True)} | {_verdict(g['holds'])} |")
+  lines += ["", f"## 2. Opt is robust to the init (spread <= {t['max_spread']:g} AP50)", "",
+            "| Method | " + " | ".join(out["inits"]) + " | spread (max − min) |",
+            "| --- |" + " --- |" * (len(out["inits"]) + 1)]
+  for col in (BASELINE, OPT):
+    s = out["spreads"][col]
+    means = [f"{s['means'][i]:.2f}" if i in s["means"] else results.MISSING
+             for i in out["inits"]]
+    spread = results.MISSING if s["spread"] is None else f"{s['spread']:.2f}"
+    lines.append(f"| {col} | " + " | ".join(means) + f" | {spread} |")
+  lines += ["", f"Verdict (Opt): {_verdict(out['robust'])}.", "",
+            f"## 3. Learned anchors agree across inits (matched shape IoU >= {t['agree_iou']:g})",
+            "", "| Opt from | Opt from | matched IoU |", "| --- | --- | --- |"]
+  for (a, b), scores in out["pairs"].items():
+    lines.append(f"| {a} | {b} | {_stats(scores, digits=3)} |")
+  lines += ["", f"Verdict: {_verdict(out['agree'])}."]
+  if out["to_kmeans"]:
+    lines += ["", "Learned (Opt) vs the k-means anchors of the training boxes, same score:", "",
+              "| Opt from | matched IoU to k-means |", "| --- | --- |"]
+    lines += [f"| {i} | {_stats(v, digits=3)} |" for i, v in out["to_kmeans"].items()]
+  lines += ["", "## Where AP comes from: localisation vs classification", "",
+            ("Last logged training window: `avg_iou` = mean IoU of the responsible predictions "
+             "with their GT boxes (localisation); `cls` = class loss."), "",
+            "| Init | avg IoU Baseline | avg IoU Opt | Opt − Baseline | cls Baseline | cls Opt |",
+            "| --- | --- | --- | --- | --- | --- |"]
+  iou, cls = out["train"]["avg_iou"], out["train"]["cls"]
+  for init in out["inits"]:
+    base, opt = iou.get((init, BASELINE), {}), iou.get((init, OPT), {})
+    diffs = [opt[s] - base[s] for s in out["seeds"] if s in opt and s in base]
+    lines.append(f"| {init} | {_stats(list(base.values()), digits=3)} | "
+                 f"{_stats(list(opt.values()), digits=3)} | "
+                 f"{_stats(diffs, signed=True, digits=3)} | "
+                 f"{_stats(list(cls.get((init, BASELINE), {}).values()))} | "
+                 f"{_stats(list(cls.get((init, OPT), {}).values()))} |")
+  lines += ["", "Learned anchors (px, w×h, sorted by area; last logged step):", ""]
+  for init, per_seed in out["learned"].items():
+    for seed, anchors in sorted(per_seed.items()):
+      ordered = sorted(anchors, key=lambda wh: wh[0] * wh[1])
+      lines.append(f"- {init}, seed {seed}: " + " ".join(f"{w:.1f}×{h:.1f}" for w, h in ordered))
+  return "\n".join(lines) + "\n"
+
+
+def kmeans_of(sweep: dict, records):
+  """The k-means anchors (px) the sweep's k-means Baseline used (its logged, frozen set)."""
+  for r in records:
+    if r.row == "k-means" and r.col == BASELINE and r.anchors_px:
+      return r.anchors_px
+  return None
+
+
+def parse_args(argv):
+  p = argparse.ArgumentParser(prog="python -m experiments.claims", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("sweep", help="a Table 1 sweep, e.g. experiments/sweeps/table1.py:cpu")
+  p.add_argument("--workdir_root", required=True, help="DIR the sweep ran in")
+  p.add_argument("--seeds", type=int, default=None,
+                 help="seeds 0..K-1 to expect (default: those found on disk)")
+  p.add_argument("--min_gain", type=float, default=1.0, help="claim 1 threshold, AP50 points")
+  p.add_argument("--max_spread", type=float, default=0.5, help="claim 2 threshold, points")
+  p.add_argument("--agree_iou", type=float, default=0.9, help="claim 3 threshold, mean IoU")
+  return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  sweep = sweep_lib.load(args.sweep)
+  rows, cols = sweep["table"]["rows"], sweep["table"]["cols"]
+  if BASELINE not in cols or OPT not in cols or len(rows) < 2:
+    print(f"error: {args.sweep} is not a Table 1 sweep (needs columns {BASELINE}/{OPT} and "
+          f"two or more init rows; has {cols} x {rows})", file=sys.stderr)
+    return 2
+  seeds = (range(args.seeds) if args.seeds is not None
+           else results.seeds_on_disk(sweep, args.workdir_root))
+  if not seeds:
+    print(f"error: no run of {args.sweep} found under {args.workdir_root}", file=sys.stderr)
+    return 2
+  records = results.collect(sweep, args.workdir_root, seeds)
+  out = check(sweep, records, seeds=seeds, min_gain=args.min_gain,
+              max_spread=args.max_spread, agree_iou=args.agree_iou,
+              kmeans_px=kmeans_of(sweep, records))
+  command = "python -m experiments.claims " + " ".join(sys.argv[1:] if argv is None else argv)
+  text = render(out, command=command, title=sweep.get("title", args.sweep))
+  path = os.path.join(args.workdir_root, "claims.md")
+  with open(path, "w") as f:
+    f.write(text)
+  print(text)
+  print(f"wrote {path}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
