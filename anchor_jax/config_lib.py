@@ -27,6 +27,7 @@ POSITIVE_INTS = ("anchors.num", "train.steps", "train.batch_size", "train.log_ev
 NON_NEGATIVE = ("anchors.soft_assign_steps", "anchors.temperature", "anchors.cluster_steps",
                 "anchors.cluster_weight", "anchors.lr_mult", "train.burn_in_steps",
                 "train.weight_decay", "train.momentum", "eval.every_steps",
+                "dataset.prefetch", "dataset.workers",
                 "loss.coord_scale", "loss.object_scale", "loss.noobject_scale",
                 "loss.class_scale", "loss.prior_scale", "loss.prior_images")
 # Keys that change the shapes or meaning of a checkpoint: resuming across a

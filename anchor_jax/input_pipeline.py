@@ -17,6 +17,8 @@ uninterrupted run would have seen, on any number of processes.
 """
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import functools
 import queue
 import threading
@@ -111,7 +113,9 @@ def train_stream(dataset, config, *, start_step: int, process_index: int,
   """Yields ``(step, local batch)`` from ``start_step`` on, prepared by a thread.
 
   The batch of a step depends only on (seed, step, process), so a resumed run
-  sees exactly the batches the uninterrupted run would have seen.
+  sees exactly the batches the uninterrupted run would have seen. With
+  ``dataset.workers`` > 1 that many threads prepare consecutive steps at once (decode and
+  augmentation release the GIL); the batches and their order are the same as with one.
   """
   global_batch, seed = config.train.batch_size, config.seed
   if global_batch % process_count:
@@ -127,7 +131,10 @@ def train_stream(dataset, config, *, start_step: int, process_index: int,
     batch = dataset.batch(indices, image_size=train_image_size(step, config),
                           augment_seeds=[augment_seed(seed, int(p)) for p in positions])
     return step, batch
-  return _prefetch(map(make, _count(start_step)), config.dataset.prefetch)
+  workers = config.dataset.workers
+  steps = _count(start_step)
+  batches = _ordered_map(make, steps, workers) if workers > 1 else map(make, steps)
+  return _prefetch(batches, config.dataset.prefetch)
 
 
 def eval_batches(dataset, *, batch_size: int, image_size: int) -> Iterator[dict]:
@@ -150,6 +157,24 @@ def _count(start):
   while True:
     yield start
     start += 1
+
+
+def _ordered_map(fn, items, workers: int):
+  """``map(fn, items)`` computed by ``workers`` threads, at most ``workers`` items ahead
+  of the consumer, in input order. ``items`` may be endless; closing the generator
+  lets the calls in flight finish and starts no more."""
+  with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="batch") as pool:
+    pending: collections.deque = collections.deque()
+    try:
+      for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= workers:
+          yield pending.popleft().result()
+      while pending:
+        yield pending.popleft().result()
+    finally:
+      for future in pending:
+        future.cancel()
 
 
 def _prefetch(iterator, size: int):

@@ -26,6 +26,7 @@ k-means consumes. Conventions, the same for every reader:
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import numpy as np
 from absl import logging
@@ -106,6 +107,13 @@ class DetectionDataset:
     self.augment_config = augment_config
     self.stats = dict.fromkeys(STATS_KEYS, 0)
     self._unreadable: set[int] = set()
+    self._stats_lock = threading.Lock()   # batch() may run on several threads at once
+
+  def _add_stats(self, **counts: int) -> None:
+    """Adds to ``stats``; safe when several threads prepare batches."""
+    with self._stats_lock:
+      for key, n in counts.items():
+        self.stats[key] += n
 
   # ------------------------------------------------------------------ subclass hooks
 
@@ -186,7 +194,7 @@ class DetectionDataset:
       seed = None if seeds is None else int(seeds[row])
       image, boxes, labels, difficult = self._transform(ann, image, size=s, seed=seed)
       order = np.argsort(difficult, kind="stable")[:m]  # non-difficult first
-      self.stats["truncated"] += len(labels) - len(order)
+      self._add_stats(truncated=len(labels) - len(order))
       k = len(order)
       out["image"][row] = image
       out["boxes"][row, :k] = boxes[order]
@@ -217,7 +225,7 @@ class DetectionDataset:
         return candidate, ann, image
       except image_io.ImageError as e:
         self._unreadable.add(candidate)
-        self.stats["skipped_images"] += 1
+        self._add_stats(skipped_images=1)
         logging.warning("Skipping unreadable image (index %d): %s", candidate, e)
     raise DataNotFoundError(f"None of the {self.num_examples} images can be read "
                             "(see the warnings above).")

@@ -163,10 +163,11 @@ class TfdsDetectionDataset(detection.DetectionDataset):
     flag = {"voc": "is_difficult", "coco": "is_crowd"}.get(self.dataset)
     difficult = np.asarray(objects[flag], bool).reshape(n) if flag else np.zeros(n, bool)
     clean, keep, fixed, dropped = detection.clean_boxes(boxes, height, width)
-    if index not in self._counted:
+    with self._stats_lock:
+      first = index not in self._counted
       self._counted.add(index)
-      self.stats["fixed_boxes"] += fixed
-      self.stats["dropped_boxes"] += dropped
+    if first:
+      self._add_stats(fixed_boxes=fixed, dropped_boxes=dropped)
     areas = np.asarray(objects["area"], np.float64).reshape(n)[keep] \
         if self.dataset == "coco" else None
     return detection.Annotation(
