@@ -30,16 +30,22 @@ test-fast: $(STAMP)
 inspect: $(STAMP)
 	$(VENV)/bin/python -m anchor_jax.inspect --workdir=$(WORKDIR)
 
-## The CPU-scale study of experiments/RESULTS.md (~35 + 20 + 35 min on 2 cores): Table 1 on the
-## synthetic `mixed` preset, Table 6 (its warm-up rows), Table 1 on `wide`, each with 3 seeds,
-## then the check of the paper's claims. Re-running skips finished runs and resumes the rest.
+## The CPU-scale study of experiments/RESULTS.md (~2 h on 2 cores): Table 1 on the synthetic
+## `mixed` preset, Table 6 on `mixed`, an anchor-lr check, Table 1 on `wide`, a no-soft-warm-up
+## check, 3 seeds each, and the check of the paper's claims. Re-running skips finished runs and resumes the rest.
 STUDY ?= runs/study
+RUN := $(VENV)/bin/python -m experiments.run
+CLAIMS := $(VENV)/bin/python -m experiments.claims
 study: $(STAMP)
-	$(VENV)/bin/python -m experiments.run experiments/sweeps/table1.py:cpu --workdir_root=$(STUDY)/t1_mixed --seeds 3 --parallel 2
-	$(VENV)/bin/python -m experiments.claims experiments/sweeps/table1.py:cpu --workdir_root=$(STUDY)/t1_mixed
-	$(VENV)/bin/python -m experiments.run experiments/sweeps/table6.py:cpu --workdir_root=$(STUDY)/t6_mixed --seeds 3 --parallel 2 --only mixed
-	$(VENV)/bin/python -m experiments.run experiments/sweeps/table1.py:cpu_wide --workdir_root=$(STUDY)/t1_wide --seeds 3 --parallel 2
-	$(VENV)/bin/python -m experiments.claims experiments/sweeps/table1.py:cpu_wide --workdir_root=$(STUDY)/t1_wide
+	$(RUN) experiments/sweeps/table1.py:cpu --workdir_root=$(STUDY)/t1_mixed --seeds 3 --parallel 2
+	$(CLAIMS) experiments/sweeps/table1.py:cpu --workdir_root=$(STUDY)/t1_mixed
+	$(RUN) experiments/sweeps/table6.py:cpu_mixed --workdir_root=$(STUDY)/t6_mixed --seeds 3 --parallel 2
+	$(RUN) experiments/sweeps/table1.py:cpu --workdir_root=$(STUDY)/t1_mixed_lr1 --seeds 3 --parallel 2 \
+	    --only kmeans_opt --override=--config.anchors.lr_mult=1
+	$(RUN) experiments/sweeps/table1.py:cpu_wide --workdir_root=$(STUDY)/t1_wide --seeds 3 --parallel 2
+	$(CLAIMS) experiments/sweeps/table1.py:cpu_wide --workdir_root=$(STUDY)/t1_wide
+	$(RUN) experiments/sweeps/table1.py:cpu_wide --workdir_root=$(STUDY)/t1_wide_nosoft --seeds 3 --parallel 2 \
+	    --only kmeans_opt --override=--config.anchors.temperature=0
 
 bench: $(STAMP)
 	$(VENV)/bin/python experiments/benchmarks/bench_loss.py

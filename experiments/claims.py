@@ -19,12 +19,14 @@ A verdict needs every seed of both cells; with missing seeds it says so rather t
 guessing. To tell "the anchors did not help localisation" from "localisation is not what
 limits AP here", the file also tabulates ``avg_iou`` from ``metrics.jsonl`` (mean IoU of the
 responsible predictions with their GT boxes over the last logged window of training) and
-the final ``cls`` loss, per cell.
+the class cross-entropy per assigned GT box, per cell.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
+import json
 import os
 import statistics
 import sys
@@ -37,7 +39,7 @@ from experiments import results, sweep_lib
 from experiments import workdir as wd
 
 BASELINE, OPT = "Baseline", "Opt"
-TRAIN_KEYS = ("avg_iou", "cls")   # last metrics.jsonl window, tabulated per cell
+TRAIN_KEYS = ("avg_iou",)   # last metrics.jsonl window, tabulated per cell
 
 
 def matched_iou(anchors_a, anchors_b) -> float:
@@ -59,6 +61,24 @@ def last_train_metric(workdir: str, key: str) -> float | None:
   return None
 
 
+def class_nats_per_box(workdir: str) -> float | None:
+  """Class cross-entropy per assigned GT box over the last logged window: ``cls`` (per
+  image) x batch / assignment mass per step (anchors.jsonl ``counts`` summed over the
+  window). Compare with ln(num_classes), a uniform guess. None if the logs lack it."""
+  cls = last_train_metric(workdir, "cls")
+  records = wd.read_jsonl(os.path.join(workdir, "anchors.jsonl"))
+  try:
+    with open(os.path.join(workdir, "config.json")) as f:
+      batch = json.load(f)["train"]["batch_size"]
+  except (OSError, ValueError, KeyError):
+    return None
+  if cls is None or len(records) < 2:
+    return None
+  window = records[-1]["step"] - records[-2]["step"]
+  mass_per_step = sum(records[-1].get("counts", ())) / window if window > 0 else 0.0
+  return cls * batch / mass_per_step if mass_per_step > 0 else None
+
+
 def _by_cell(records) -> dict:
   """(row, col) -> {seed: Record} over finished runs."""
   cells = {}
@@ -73,8 +93,12 @@ def _pct_values(cell: dict) -> dict:
 
 
 def check(sweep: dict, records, *, seeds, min_gain: float, max_spread: float,
-          agree_iou: float, kmeans_px=None) -> dict:
-  """The three claims as numbers and verdicts (``None`` = not decidable yet)."""
+          agree_iou: float, kmeans_px: dict | None = None) -> dict:
+  """The three claims as numbers and verdicts (``None`` = not decidable yet).
+
+  ``kmeans_px``: seed -> the k-means anchor set of that seed's data, for the distance of
+  the learned anchors to k-means.
+  """
   seeds = sorted(seeds)
   inits = sweep["table"]["rows"]
   cells = _by_cell(records)
@@ -113,12 +137,13 @@ def check(sweep: dict, records, *, seeds, min_gain: float, max_spread: float,
   if all(len(v) == len(seeds) for v in pairs.values()) and pairs:
     agree = all(statistics.fmean(v) >= agree_iou for v in pairs.values())
   to_kmeans = {}
-  if kmeans_px is not None:
-    to_kmeans = {i: [matched_iou(learned[i][s], kmeans_px) for s in seeds if s in learned[i]]
-                 for i in inits}
-  train = {key: {cell: {s: v for s, r in per_seed.items()
-                        if (v := last_train_metric(r.workdir, key)) is not None}
-                 for cell, per_seed in cells.items()} for key in TRAIN_KEYS}
+  if kmeans_px:
+    to_kmeans = {i: [matched_iou(learned[i][s], kmeans_px[s]) for s in seeds
+                     if s in learned[i] and s in kmeans_px] for i in inits}
+  readers = {key: functools.partial(last_train_metric, key=key) for key in TRAIN_KEYS}
+  readers["cls_per_box"] = class_nats_per_box
+  train = {key: {cell: {s: v for s, r in per_seed.items() if (v := read(r.workdir)) is not None}
+                 for cell, per_seed in cells.items()} for key, read in readers.items()}
   return {"seeds": seeds, "inits": inits, "gains": gains, "spreads": spreads,
           "robust": robust, "pairs": pairs, "agree": agree, "to_kmeans": to_kmeans,
           "train": train,
@@ -168,18 +193,19 @@ def render(out: dict, *, command: str, title: str) -> str:
     lines += [f"| {i} | {_stats(v, digits=3)} |" for i, v in out["to_kmeans"].items()]
   lines += ["", "## Where AP comes from: localisation vs classification", "",
             ("Last logged training window: `avg_iou` = mean IoU of the responsible predictions "
-             "with their GT boxes (localisation); `cls` = class loss."), "",
+             "with their GT boxes (localisation); `cls` = class cross-entropy per assigned GT "
+             "box in nats (ln C for a uniform guess over C classes)."), "",
             "| Init | avg IoU Baseline | avg IoU Opt | Opt − Baseline | cls Baseline | cls Opt |",
             "| --- | --- | --- | --- | --- | --- |"]
-  iou, cls = out["train"]["avg_iou"], out["train"]["cls"]
+  iou, cls = out["train"]["avg_iou"], out["train"]["cls_per_box"]
   for init in out["inits"]:
     base, opt = iou.get((init, BASELINE), {}), iou.get((init, OPT), {})
     diffs = [opt[s] - base[s] for s in out["seeds"] if s in opt and s in base]
     lines.append(f"| {init} | {_stats(list(base.values()), digits=3)} | "
                  f"{_stats(list(opt.values()), digits=3)} | "
                  f"{_stats(diffs, signed=True, digits=3)} | "
-                 f"{_stats(list(cls.get((init, BASELINE), {}).values()))} | "
-                 f"{_stats(list(cls.get((init, OPT), {}).values()))} |")
+                 f"{_stats(list(cls.get((init, BASELINE), {}).values()), digits=3)} | "
+                 f"{_stats(list(cls.get((init, OPT), {}).values()), digits=3)} |")
   lines += ["", "Learned anchors (px, w×h, sorted by area; last logged step):", ""]
   for init, per_seed in out["learned"].items():
     for seed, anchors in sorted(per_seed.items()):
@@ -188,12 +214,11 @@ def render(out: dict, *, command: str, title: str) -> str:
   return "\n".join(lines) + "\n"
 
 
-def kmeans_of(sweep: dict, records):
-  """The k-means anchors (px) the sweep's k-means Baseline used (its logged, frozen set)."""
-  for r in records:
-    if r.row == "k-means" and r.col == BASELINE and r.anchors_px:
-      return r.anchors_px
-  return None
+def kmeans_of(records) -> dict:
+  """seed -> the k-means anchors (px) that seed's k-means Baseline used (its logged, frozen
+  set): the data, hence the k-means set, depend on the seed."""
+  return {r.seed: r.anchors_px for r in records
+          if r.row == "k-means" and r.col == BASELINE and r.anchors_px}
 
 
 def parse_args(argv):
@@ -225,7 +250,7 @@ def main(argv=None) -> int:
   records = results.collect(sweep, args.workdir_root, seeds)
   out = check(sweep, records, seeds=seeds, min_gain=args.min_gain,
               max_spread=args.max_spread, agree_iou=args.agree_iou,
-              kmeans_px=kmeans_of(sweep, records))
+              kmeans_px=kmeans_of(records))
   command = "python -m experiments.claims " + " ".join(sys.argv[1:] if argv is None else argv)
   text = render(out, command=command, title=sweep.get("title", args.sweep))
   path = os.path.join(args.workdir_root, "claims.md")

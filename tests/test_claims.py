@@ -35,7 +35,7 @@ def test_check_computes_gains_spread_and_agreement_by_hand():
       _rec("k-means", "Opt", 0, 0.13, anchors[0]), _rec("k-means", "Opt", 1, 0.136, anchors[1]),
   ]
   out = claims.check(SWEEP, recs, seeds=[0, 1], min_gain=1.0, max_spread=0.5,
-                     agree_iou=0.9, kmeans_px=[[10, 10], [20, 40]])
+                     agree_iou=0.9, kmeans_px={0: anchors[0], 1: anchors[1]})
   # identical: +3, +2 points -> mean 2.5 >= 1; k-means: +0.5, +0.1 -> 0.3 < 1.
   assert out["gains"]["identical"]["diffs"] == pytest.approx([3.0, 2.0])
   assert out["gains"]["identical"]["holds"] is True
@@ -48,7 +48,9 @@ def test_check_computes_gains_spread_and_agreement_by_hand():
   # Seed 0 identical, seed 1: (10,10) vs (10,20) -> IoU 1/2, (20,40) same -> mean 0.75.
   assert out["pairs"][("identical", "k-means")] == pytest.approx([1.0, 0.75])
   assert out["agree"] is False          # mean 0.875 < 0.9
-  assert out["to_kmeans"]["k-means"] == pytest.approx([1.0, 0.75])
+  # Each seed is compared with its own data's k-means set.
+  assert out["to_kmeans"]["k-means"] == pytest.approx([1.0, 1.0])
+  assert out["to_kmeans"]["identical"] == pytest.approx([1.0, 0.75])
   text = claims.render(out, command="cmd", title="T")
   assert "| identical | +2.50 ± 0.71 | holds |" in text
   assert "| k-means | +0.30 ± 0.28 | does not hold |" in text
@@ -97,20 +99,27 @@ def test_cli_rejects_a_sweep_that_is_not_table1(tmp_path, capsys):
 
 
 def test_train_metrics_come_from_the_last_logged_window(tmp_path):
-  def workdir(name, rows):
+  def workdir(name, rows, counts):
     path = tmp_path / name
     path.mkdir()
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    anchors = [{"step": 0, "counts": [0, 0]}, {"step": 10, "counts": counts}]
+    (path / "anchors.jsonl").write_text("".join(json.dumps(r) + "\n" for r in anchors))
+    (path / "config.json").write_text(json.dumps({"train": {"batch_size": 2}}))
     return str(path)
   base = workdir("b", [{"step": 1, "avg_iou": 0.1, "cls": 9.0},
-                       {"step": 2, "avg_iou": 0.30, "cls": 4.0}, {"step": 2, "eval": 1}])
-  opt = workdir("o", [{"step": 2, "avg_iou": 0.45, "cls": 3.0}])
+                       {"step": 2, "avg_iou": 0.30, "cls": 4.0}, {"step": 2, "eval": 1}],
+                 counts=[20, 12])
+  opt = workdir("o", [{"step": 2, "avg_iou": 0.45, "cls": 3.0}], counts=[25, 15])
   recs = [results.Record(name="x", seed=0, status=wd.STATUS_DONE, workdir=w, row="identical",
                          col=col, metrics={"AP50": 0.1}) for w, col in ((base, "Baseline"),
                                                                         (opt, "Opt"))]
   assert claims.last_train_metric(base, "avg_iou") == pytest.approx(0.30)
   assert claims.last_train_metric(base, "missing") is None
+  # 32 boxes assigned over a 10-step window = 3.2 per step; cls 4.0 per image x 2 images
+  # per step -> 8 nats over 3.2 boxes = 2.5 per box. Opt: 3 x 2 / 4 = 1.5.
+  assert claims.class_nats_per_box(base) == pytest.approx(2.5)
   sweep = {"table": {"rows": ["identical"], "cols": ["Baseline", "Opt"]}}
   out = claims.check(sweep, recs, seeds=[0], min_gain=1.0, max_spread=0.5, agree_iou=0.9)
   text = claims.render(out, command="cmd", title="T")
-  assert "| identical | 0.300 | 0.450 | +0.150 | 4.00 | 3.00 |" in text
+  assert "| identical | 0.300 | 0.450 | +0.150 | 2.500 | 1.500 |" in text
