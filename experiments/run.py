@@ -109,14 +109,17 @@ def main(argv=None) -> int:
       print(f"error: {e}", file=sys.stderr)
       return 2
   os.makedirs(root, exist_ok=True)
-  previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+  # SIGINT explicitly too: a runner started in the background of a script inherits
+  # SIGINT as ignored, and `kill -INT` must still stop it cleanly.
+  previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
   interrupted = False
   try:
     counts = runner.run(jobs)
   except KeyboardInterrupt:
     interrupted, counts = True, runner.counts
   finally:
-    signal.signal(signal.SIGTERM, previous)
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
     tables()
   print(f"{len(jobs)} jobs: {counts['done']} done, {counts['skipped']} already finished, "
         f"{counts['failed']} failed" + (" (interrupted)" if interrupted else ""))
