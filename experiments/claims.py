@@ -37,6 +37,7 @@ from scipy import optimize
 from anchor_jax import box_ops
 from experiments import results, sweep_lib
 from experiments import workdir as wd
+from experiments.results import fmt_stats
 
 BASELINE, OPT = "Baseline", "Opt"
 TRAIN_KEYS = ("avg_iou",)   # last metrics.jsonl window, tabulated per cell
@@ -155,14 +156,6 @@ def _verdict(value) -> str:
   return {True: "holds", False: "does not hold", None: "undecided (seeds missing)"}[value]
 
 
-def _stats(values, *, signed=False, digits=2) -> str:
-  if not values:
-    return results.MISSING
-  mean, std = results.mean_std(values)
-  text = f"{mean:+.{digits}f}" if signed else f"{mean:.{digits}f}"
-  return text if std is None else f"{text} ± {std:.{digits}f}"
-
-
 def render(out: dict, *, command: str, title: str) -> str:
   t = out["thresholds"]
   lines = [f"# Claims check: {title}", "", f"Produced by: `{command}`", "",
@@ -171,7 +164,7 @@ def render(out: dict, *, command: str, title: str) -> str:
            f"## 1. Opt beats Baseline by >= {t['min_gain']:g} AP50", "",
            "| Init | Opt − Baseline | verdict |", "| --- | --- | --- |"]
   for init, g in out["gains"].items():
-    lines.append(f"| {init} | {_stats(g['diffs'], signed=True)} | {_verdict(g['holds'])} |")
+    lines.append(f"| {init} | {fmt_stats(g['diffs'], signed=True)} | {_verdict(g['holds'])} |")
   lines += ["", f"## 2. Opt is robust to the init (spread <= {t['max_spread']:g} AP50)", "",
             "| Method | " + " | ".join(out["inits"]) + " | spread (max − min) |",
             "| --- |" + " --- |" * (len(out["inits"]) + 1)]
@@ -185,12 +178,12 @@ def render(out: dict, *, command: str, title: str) -> str:
             f"## 3. Learned anchors agree across inits (matched shape IoU >= {t['agree_iou']:g})",
             "", "| Opt from | Opt from | matched IoU |", "| --- | --- | --- |"]
   for (a, b), scores in out["pairs"].items():
-    lines.append(f"| {a} | {b} | {_stats(scores, digits=3)} |")
+    lines.append(f"| {a} | {b} | {fmt_stats(scores, digits=3)} |")
   lines += ["", f"Verdict: {_verdict(out['agree'])}."]
   if out["to_kmeans"]:
     lines += ["", "Learned (Opt) vs the k-means anchors of the training boxes, same score:", "",
               "| Opt from | matched IoU to k-means |", "| --- | --- |"]
-    lines += [f"| {i} | {_stats(v, digits=3)} |" for i, v in out["to_kmeans"].items()]
+    lines += [f"| {i} | {fmt_stats(v, digits=3)} |" for i, v in out["to_kmeans"].items()]
   lines += ["", "## Where AP comes from: localisation vs classification", "",
             ("Last logged training window: `avg_iou` = mean IoU of the responsible predictions "
              "with their GT boxes (localisation); `cls` = class cross-entropy per assigned GT "
@@ -201,11 +194,11 @@ def render(out: dict, *, command: str, title: str) -> str:
   for init in out["inits"]:
     base, opt = iou.get((init, BASELINE), {}), iou.get((init, OPT), {})
     diffs = [opt[s] - base[s] for s in out["seeds"] if s in opt and s in base]
-    lines.append(f"| {init} | {_stats(list(base.values()), digits=3)} | "
-                 f"{_stats(list(opt.values()), digits=3)} | "
-                 f"{_stats(diffs, signed=True, digits=3)} | "
-                 f"{_stats(list(cls.get((init, BASELINE), {}).values()), digits=3)} | "
-                 f"{_stats(list(cls.get((init, OPT), {}).values()), digits=3)} |")
+    lines.append(f"| {init} | {fmt_stats(list(base.values()), digits=3)} | "
+                 f"{fmt_stats(list(opt.values()), digits=3)} | "
+                 f"{fmt_stats(diffs, signed=True, digits=3)} | "
+                 f"{fmt_stats(list(cls.get((init, BASELINE), {}).values()), digits=3)} | "
+                 f"{fmt_stats(list(cls.get((init, OPT), {}).values()), digits=3)} |")
   lines += ["", "Learned anchors (px, w×h, sorted by area; last logged step):", ""]
   for init, per_seed in out["learned"].items():
     for seed, anchors in sorted(per_seed.items()):

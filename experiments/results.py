@@ -100,12 +100,14 @@ def mean_std(values) -> tuple[float, float | None]:
   return statistics.fmean(values), (statistics.stdev(values) if len(values) >= 2 else None)
 
 
-def fmt_stats(values, *, signed: bool = False) -> str:
+def fmt_stats(values, *, signed: bool = False, digits: int = 2) -> str:
+  """``mean ± std`` (no ± for one value; ``n/a`` for none)."""
+  values = list(values)
   if not values:
     return MISSING
   mean, std = mean_std(values)
-  text = f"{mean:+.2f}" if signed else f"{mean:.2f}"
-  return text if std is None else f"{text} ± {std:.2f}"
+  text = f"{mean:+.{digits}f}" if signed else f"{mean:.{digits}f}"
+  return text if std is None else f"{text} ± {std:.{digits}f}"
 
 
 def paired_diff(cell: Cell | None, base: Cell | None) -> list[float]:
