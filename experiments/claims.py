@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import functools
 import itertools
-import json
 import os
 import statistics
 import sys
@@ -68,12 +67,8 @@ def class_nats_per_box(workdir: str) -> float | None:
   window). Compare with ln(num_classes), a uniform guess. None if the logs lack it."""
   cls = last_train_metric(workdir, "cls")
   records = wd.read_jsonl(os.path.join(workdir, "anchors.jsonl"))
-  try:
-    with open(os.path.join(workdir, "config.json")) as f:
-      batch = json.load(f)["train"]["batch_size"]
-  except (OSError, ValueError, KeyError):
-    return None
-  if cls is None or len(records) < 2:
+  batch = wd.config_value(workdir, "train", "batch_size")
+  if cls is None or batch is None or len(records) < 2:
     return None
   window = records[-1]["step"] - records[-2]["step"]
   mass_per_step = sum(records[-1].get("counts", ())) / window if window > 0 else 0.0

@@ -40,12 +40,19 @@ def append_jsonl(path: str, record: dict) -> None:
     f.write(json.dumps(record) + "\n")
 
 
-def final_eval(workdir: str) -> dict | None:
-  """The last eval.jsonl line at (or after) the config's ``train.steps``, else None."""
+def config_value(workdir: str, section: str, key: str):
+  """``config.json[section][key]`` of a workdir, or None if it cannot be read."""
   try:
     with open(os.path.join(workdir, "config.json")) as f:
-      steps = json.load(f)["train"]["steps"]
-  except (OSError, ValueError, KeyError):
+      return json.load(f)[section][key]
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+
+
+def final_eval(workdir: str) -> dict | None:
+  """The last eval.jsonl line at (or after) the config's ``train.steps``, else None."""
+  steps = config_value(workdir, "train", "steps")
+  if steps is None:
     return None
   final = [e for e in read_jsonl(os.path.join(workdir, "eval.jsonl"))
            if e.get("step", -1) >= steps]
