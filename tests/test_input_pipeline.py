@@ -75,7 +75,8 @@ def test_short_training_run_on_a_voc_folder(tmp_path):
   assert ev["num_images"] == 4 and ev["num_gt"] == test_gt
   assert set(ev["per_class"]) == {"cat", "dog"}
   metrics = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
-  assert metrics[-1]["data/skipped_images"] >= 1      # the corrupt JPEG was skipped, counted
+  assert metrics[-1]["data/skipped_images"] == 1      # the corrupt JPEG, counted once
+  assert ev["AP50"] == pytest.approx(np.mean(list(ev["per_class"].values())))
   assert all(np.isfinite(m["loss"]) for m in metrics)
   config_json = json.load(open(os.path.join(workdir, "config.json")))
   assert config_json["dataset"]["name"] == "voc_folder"
@@ -91,9 +92,9 @@ def test_multiscale_sizes_in_the_stream(tmp_path):
   stream = input_pipeline.train_stream(ds, config, start_step=0, process_index=0,
                                        process_count=1)
   sizes = [next(stream)[1]["image"].shape[1] for _ in range(12)]
-  for block in range(4):
-    assert len(set(sizes[3 * block:3 * block + 3])) == 1
-  assert set(sizes) <= {64, 96, 128}
+  # One size per block of 3 steps, drawn from default_rng([seed, block]); seed 0 draws
+  # 128, 96, 128, 96 (never the config's own 64 px).
+  assert sizes == [128] * 3 + [96] * 3 + [128] * 3 + [96] * 3
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):
@@ -174,8 +175,9 @@ def test_dataset_counters_are_exact_when_threads_share_a_dataset(tmp_path):
     list(mapped)
     return ds.stats
   serial, threaded = run(0), run(8)
-  # Each pass over the 8 images truncates the same boxes: 40 x the count of one pass.
-  assert serial["truncated"] > 0 and serial["truncated"] % 40 == 0
+  # Objects per image 3 2 1 3 2 3 1 1, image 3 corrupt and replaced by image 4 (2), so with
+  # max_boxes=1 one pass truncates 2+1+0+1+1+2+0+0 = 7 boxes; 40 passes 280; one skip.
+  assert serial["truncated"] == 280 and serial["skipped_images"] == 1
   assert threaded == serial
 
 
