@@ -40,7 +40,8 @@ class Launcher:
   def run(self, jobs) -> collections.Counter:
     """Runs every unfinished job; returns counts of done / failed / skipped.
 
-    Raises KeyboardInterrupt after stopping the running trainers when interrupted.
+    Raises KeyboardInterrupt after stopping the running trainers when interrupted; any
+    other error also stops them first, so no trainer outlives the runner.
     """
     pending = collections.deque(enumerate(jobs, 1))
     self.running = {}   # index -> (job, Popen, log file, start time)
@@ -60,7 +61,7 @@ class Launcher:
             self._finish(index, job, proc, log, start, interrupted=False)
         if self.running:
           time.sleep(self.poll_s)
-    except KeyboardInterrupt:
+    except BaseException:
       self._stop_all()
       raise
     return self.counts

@@ -36,8 +36,14 @@ def read_jsonl(path: str) -> list[dict]:
 
 
 def append_jsonl(path: str, record: dict) -> None:
-  with open(path, "a") as f:
-    f.write(json.dumps(record) + "\n")
+  """Appends one line; after a torn last line (no newline) it starts a new line, so the
+  new record is not glued to the broken one."""
+  with open(path, "a+b") as f:
+    torn = False
+    if f.seek(0, os.SEEK_END) > 0:
+      f.seek(-1, os.SEEK_END)
+      torn = f.read(1) != b"\n"
+    f.write((("\n" if torn else "") + json.dumps(record) + "\n").encode())
 
 
 def config_value(workdir: str, section: str, key: str):

@@ -314,3 +314,38 @@ def test_real_two_run_sweep_of_the_tiny_config(tmp_path, monkeypatch):
   table = _table((root / "results.md").read_text(), "AP50")
   assert table[0] == ["Row", "Baseline", "Opt", "Opt − Baseline"]
   assert "n/a" not in table[2]
+
+
+def test_append_after_a_torn_line_keeps_the_new_record(tmp_path):
+  path = str(tmp_path / "attempts.jsonl")
+  wd.append_jsonl(path, {"a": 1})
+  with open(path, "a") as f:
+    f.write('{"torn": ')                 # a write cut short by a kill
+  wd.append_jsonl(path, {"b": 2})
+  wd.append_jsonl(path, {"c": 3})
+  assert wd.read_jsonl(path) == [{"a": 1}, {"b": 2}, {"c": 3}]
+
+
+def test_an_error_in_the_runner_stops_its_trainers(tmp_path):
+  """Not only Ctrl-C: any exception in the loop stops the trainers before it propagates."""
+  import unittest.mock
+
+  from experiments import launcher
+  sweep = sweep_lib.load(write_sweep(tmp_path / "s.py", [
+      {"name": "a", "overrides": ["--config.train.steps=400", "--config.fake.sleep=0.05"]}]))
+  jobs = sweep_lib.jobs(sweep, root=str(tmp_path / "out"), seeds=[0])
+  runner = launcher.Launcher([sys.executable, FAKE], root=str(tmp_path / "out"),
+                             grace_s=10, poll_s=0.05, echo=lambda text: None)
+  ckpt = tmp_path / "out" / "a" / "seed0" / "ckpt.json"
+  procs, real_sleep = [], time.sleep
+
+  def sleep(seconds):          # the loop's poll fails once the trainer has saved a step
+    real_sleep(seconds)
+    if ckpt.exists() and not procs:
+      procs.extend(proc for _, proc, _, _ in runner.running.values())
+      raise OSError("disk full")
+  with unittest.mock.patch.object(launcher.time, "sleep", sleep):
+    with pytest.raises(OSError, match="disk full"):
+      runner.run(jobs)
+  assert len(procs) == 1 and procs[0].poll() is not None      # the trainer was stopped
+  assert json.loads(ckpt.read_text())["step"] < 400

@@ -224,9 +224,12 @@ class DetectionDataset:
         ann, image = self._read(candidate)
         return candidate, ann, image
       except image_io.ImageError as e:
-        self._unreadable.add(candidate)
-        self._add_stats(skipped_images=1)
-        logging.warning("Skipping unreadable image (index %d): %s", candidate, e)
+        with self._stats_lock:     # threads may meet the same bad image: count it once
+          first = candidate not in self._unreadable
+          self._unreadable.add(candidate)
+        if first:
+          self._add_stats(skipped_images=1)
+          logging.warning("Skipping unreadable image (index %d): %s", candidate, e)
     raise DataNotFoundError(f"None of the {self.num_examples} images can be read "
                             "(see the warnings above).")
 

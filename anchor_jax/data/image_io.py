@@ -20,6 +20,11 @@ Source = Union[str, os.PathLike, bytes]
 RESIZE_FILTER = Image.Resampling.BILINEAR
 
 
+# What PIL raises on bad data: OSError (missing, truncated, unknown format), ValueError,
+# SyntaxError (some plugins), and DecompressionBombError for absurd pixel counts.
+_PIL_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
 class ImageError(ValueError):
   """An image that cannot be read or decoded (missing, truncated, not an image)."""
 
@@ -33,7 +38,7 @@ def image_hw(source: Source) -> tuple[int, int]:
   try:
     with _open(source) as im:
       width, height = im.size
-  except (OSError, ValueError, SyntaxError) as e:  # PIL raises all three on bad data
+  except _PIL_ERRORS as e:
     raise ImageError(str(e)) from e
   if width <= 0 or height <= 0:
     raise ImageError(f"image reports size {width}x{height}")
@@ -46,7 +51,7 @@ def decode_rgb(source: Source) -> np.ndarray:
     with _open(source) as im:
       im.load()  # decodes fully now: a truncated file fails here, not later
       return np.asarray(im.convert("RGB"), np.uint8)
-  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+  except _PIL_ERRORS as e:
     raise ImageError(str(e)) from e
 
 
