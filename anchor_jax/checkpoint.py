@@ -15,6 +15,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 
+class CheckpointError(RuntimeError):
+  """A checkpoint that cannot be restored into the model of this config."""
+
+
 class Checkpointer:
   """Thin wrapper over ``ocp.CheckpointManager`` for one workdir."""
 
@@ -35,16 +39,28 @@ class Checkpointer:
     self.manager.wait_until_finished()
 
   def restore(self, step: int, target):
-    """-> (state shaped like ``target``, meta). ``target`` gives the tree structure."""
+    """-> (state shaped like ``target``, meta). ``target`` gives the tree structure and
+    the shapes: orbax would return a saved array of another shape as it is, so a
+    mismatch (e.g. another number of classes) is refused here, naming the arrays."""
     abstract = jax.tree.map(lambda x: np.asarray(x), target)
+    fix = ("Delete it to fall back to an older one, or use a new --workdir.")
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     except Exception as e:  # orbax raises many types; name the file and the fix
-      raise RuntimeError(
+      raise CheckpointError(
           f"Could not restore checkpoint {step} from {self.directory}: {e}\n"
           "It may be corrupt or from a different config (model size, anchors.num, "
-          "classes). Delete it to fall back to an older one, or use a new --workdir.") from e
+          "classes). " + fix) from e
+    wrong = [f"{jax.tree_util.keystr(path)}: checkpoint {np.shape(got)} vs model {np.shape(want)}"
+             for (path, got), want in zip(jax.tree_util.tree_leaves_with_path(restored.state),
+                                          jax.tree.leaves(abstract))
+             if np.shape(got) != np.shape(want)]
+    if wrong:
+      raise CheckpointError(
+          f"Checkpoint {step} in {self.directory} does not fit the model built from this "
+          "config (a different number of classes, anchors or width?):\n  " +
+          "\n  ".join(wrong[:10]) + "\n" + fix)
     return restored.state, dict(restored.meta)
 
   def restore_raw(self, step: int) -> dict:

@@ -23,7 +23,7 @@ CHOICES = {
 }
 POSITIVE_INTS = ("anchors.num", "train.steps", "train.batch_size", "train.log_every",
                  "train.checkpoint_every", "train.keep_checkpoints", "dataset.max_boxes",
-                 "eval.batch_size", "eval.max_dets")
+                 "eval.batch_size", "eval.max_dets", "input.multiscale_every")
 NON_NEGATIVE = ("anchors.soft_assign_steps", "anchors.temperature", "anchors.cluster_steps",
                 "anchors.cluster_weight", "anchors.lr_mult", "train.burn_in_steps",
                 "train.weight_decay", "train.momentum", "eval.every_steps",

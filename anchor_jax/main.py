@@ -49,10 +49,11 @@ def main(argv):
   parallel.initialize_distributed(coordinator=_COORDINATOR.value,
                                   num_processes=_NUM_PROCESSES.value,
                                   process_id=_PROCESS_ID.value)
-  from anchor_jax import train  # after distributed start-up
+  from anchor_jax import checkpoint as ckpt_lib, train  # after distributed start-up
   try:
     summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (config_lib.ConfigError, train.NonFiniteLossError, DatasetError) as e:
+  except (config_lib.ConfigError, train.NonFiniteLossError, DatasetError,
+          ckpt_lib.CheckpointError) as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

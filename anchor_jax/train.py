@@ -215,6 +215,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if latest is not None:
     state, meta = checkpointer.restore(latest, state)
     config_lib.check_resume(meta, config)
+    saved_names = meta.get("class_names")
+    if saved_names is not None and saved_names != list(train_ds.class_names):
+      raise config_lib.ConfigError(
+          f"The workdir's checkpoint was trained on classes {saved_names}, the data now "
+          f"has {list(train_ds.class_names)}: class indices would change meaning. "
+          "Use a new --workdir, or the same class list (dataset.class_names).")
     start_step = int(meta["data_position"])
     logging.info("Resumed from %s at step %d.", checkpointer.directory, start_step)
   state = parallel.replicate(state)
@@ -239,7 +245,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   def save(step):
     nonlocal last_saved
     checkpointer.save(step, host_state(), {"data_position": step,
-                                           "config_hash": config_lib.fingerprint(config)})
+                                           "config_hash": config_lib.fingerprint(config),
+                                           "class_names": list(train_ds.class_names)})
     last_saved = step
 
   def check_history():

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from anchor_jax import input_pipeline, train
+from anchor_jax import config_lib, input_pipeline, train
 from tests import data_fixtures, train_util
 
 
@@ -190,3 +190,19 @@ def test_worker_errors_reach_the_consumer():
   assert [next(out) for _ in range(4)] == [0, 1, 2, 3]
   with pytest.raises(RuntimeError, match="bad batch 4"):
     next(out)
+
+
+def test_resume_with_another_class_order_is_refused(tmp_path):
+  root = str(tmp_path / "voc")
+  _voc_fixture(root)
+  base = {"dataset.name": "voc_folder", "dataset.path": root, "dataset.max_boxes": 6,
+          "input.image_size": 64, "anchors.init": "kmeans", "train.steps": 2,
+          "train.checkpoint_every": 2, "eval.every_steps": 0, "eval.metric": "voc07"}
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(
+      train_util.tiny_config(**base, **{"dataset.class_names": ("cat", "dog")}), workdir)
+  # Same number of classes, so every array still fits: only the saved names can tell.
+  swapped = train_util.tiny_config(**{**base, "dataset.class_names": ("dog", "cat"),
+                                      "train.steps": 4})
+  with pytest.raises(config_lib.ConfigError, match=r"\['cat', 'dog'\].*\['dog', 'cat'\]"):
+    train.train_and_evaluate(swapped, workdir)
