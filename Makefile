@@ -38,12 +38,13 @@ RUN := $(VENV)/bin/python -m experiments.run
 CLAIMS := $(VENV)/bin/python -m experiments.claims
 study: $(STAMP)
 	$(RUN) experiments/sweeps/table1.py:cpu --workdir_root=$(STUDY)/t1_mixed --seeds 3 --parallel 2
-	$(CLAIMS) experiments/sweeps/table1.py:cpu --workdir_root=$(STUDY)/t1_mixed
+	$(CLAIMS) experiments/sweeps/table1.py:cpu --workdir_root=$(STUDY)/t1_mixed --seeds 3
 	$(RUN) experiments/sweeps/table6.py:cpu_mixed --workdir_root=$(STUDY)/t6_mixed --seeds 3 --parallel 2
 	$(RUN) experiments/sweeps/table1.py:cpu --workdir_root=$(STUDY)/t1_mixed_lr1 --seeds 3 --parallel 2 \
 	    --only kmeans_opt --override=--config.anchors.lr_mult=1
+	$(CLAIMS) experiments/sweeps/table1.py:cpu --workdir_root=$(STUDY)/t1_mixed_lr1 --seeds 3
 	$(RUN) experiments/sweeps/table1.py:cpu_wide --workdir_root=$(STUDY)/t1_wide --seeds 3 --parallel 2
-	$(CLAIMS) experiments/sweeps/table1.py:cpu_wide --workdir_root=$(STUDY)/t1_wide
+	$(CLAIMS) experiments/sweeps/table1.py:cpu_wide --workdir_root=$(STUDY)/t1_wide --seeds 3
 	$(RUN) experiments/sweeps/table1.py:cpu_wide --workdir_root=$(STUDY)/t1_wide_nosoft --seeds 3 --parallel 2 \
 	    --only kmeans_opt --override=--config.anchors.temperature=0
 

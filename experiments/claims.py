@@ -15,8 +15,9 @@ Reads only the workdirs (like ``--table_only``) and writes ``DIR/claims.md``:
    every pair's mean over seeds is >= ``--agree_iou``. The same score between Opt's
    learned anchors and the k-means anchors says how far learning moved from clustering.
 
-A verdict needs every seed of both cells; with missing seeds it says so rather than
-guessing. To tell "the anchors did not help localisation" from "localisation is not what
+A verdict needs every expected seed of both cells, and at least two seeds (pass
+``--seeds K`` while a sweep is still running: the seeds found on disk may be fewer); with
+missing seeds it says so rather than guessing. To tell "the anchors did not help localisation" from "localisation is not what
 limits AP here", the file also tabulates ``avg_iou`` from ``metrics.jsonl`` (mean IoU of the
 responsible predictions with their GT boxes over the last logged window of training) and
 the class cross-entropy per assigned GT box, per cell.
@@ -63,13 +64,16 @@ def last_train_metric(workdir: str, key: str) -> float | None:
 
 def class_nats_per_box(workdir: str) -> float | None:
   """Class cross-entropy per assigned GT box over the last logged window: ``cls`` (per
-  image) x batch / assignment mass per step (anchors.jsonl ``counts`` summed over the
-  window). Compare with ln(num_classes), a uniform guess. None if the logs lack it."""
+  image, times loss.class_scale) x batch / class_scale / assignment mass per step
+  (anchors.jsonl ``counts`` summed over the window). Compare with ln(num_classes), a
+  uniform guess. None if the logs lack it or the class term is off."""
   cls = last_train_metric(workdir, "cls")
   records = wd.read_jsonl(os.path.join(workdir, "anchors.jsonl"))
   batch = wd.config_value(workdir, "train", "batch_size")
-  if cls is None or batch is None or len(records) < 2:
+  scale = wd.config_value(workdir, "loss", "class_scale")
+  if cls is None or batch is None or not scale or len(records) < 2:
     return None
+  cls /= scale
   window = records[-1]["step"] - records[-2]["step"]
   mass_per_step = sum(records[-1].get("counts", ())) / window if window > 0 else 0.0
   return cls * batch / mass_per_step if mass_per_step > 0 else None
@@ -101,8 +105,8 @@ def check(sweep: dict, records, *, seeds, min_gain: float, max_spread: float,
   ap = {(row, col): _pct_values(cells.get((row, col), {})) for row in inits
         for col in (BASELINE, OPT)}
 
-  def complete(values):
-    return all(s in values for s in seeds)
+  def complete(values):   # a verdict needs every seed, and a std needs two
+    return len(seeds) >= 2 and all(s in values for s in seeds)
 
   gains = {}
   for init in inits:
@@ -130,7 +134,7 @@ def check(sweep: dict, records, *, seeds, min_gain: float, max_spread: float,
               if s in learned[a] and s in learned[b]]
     pairs[(a, b)] = scores
   agree = None
-  if all(len(v) == len(seeds) for v in pairs.values()) and pairs:
+  if len(seeds) >= 2 and pairs and all(len(v) == len(seeds) for v in pairs.values()):
     agree = all(statistics.fmean(v) >= agree_iou for v in pairs.values())
   to_kmeans = {}
   if kmeans_px:
@@ -224,7 +228,11 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  sweep = sweep_lib.load(args.sweep)
+  try:
+    sweep = sweep_lib.load(args.sweep)
+  except sweep_lib.SweepError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   rows, cols = sweep["table"]["rows"], sweep["table"]["cols"]
   if BASELINE not in cols or OPT not in cols or len(rows) < 2:
     print(f"error: {args.sweep} is not a Table 1 sweep (needs columns {BASELINE}/{OPT} and "

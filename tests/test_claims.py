@@ -105,7 +105,8 @@ def test_train_metrics_come_from_the_last_logged_window(tmp_path):
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     anchors = [{"step": 0, "counts": [0, 0]}, {"step": 10, "counts": counts}]
     (path / "anchors.jsonl").write_text("".join(json.dumps(r) + "\n" for r in anchors))
-    (path / "config.json").write_text(json.dumps({"train": {"batch_size": 2}}))
+    (path / "config.json").write_text(json.dumps({"train": {"batch_size": 2},
+                                                     "loss": {"class_scale": 2.0}}))
     return str(path)
   base = workdir("b", [{"step": 1, "avg_iou": 0.1, "cls": 9.0},
                        {"step": 2, "avg_iou": 0.30, "cls": 4.0}, {"step": 2, "eval": 1}],
@@ -116,10 +117,12 @@ def test_train_metrics_come_from_the_last_logged_window(tmp_path):
                                                                         (opt, "Opt"))]
   assert claims.last_train_metric(base, "avg_iou") == pytest.approx(0.30)
   assert claims.last_train_metric(base, "missing") is None
-  # 32 boxes assigned over a 10-step window = 3.2 per step; cls 4.0 per image x 2 images
-  # per step -> 8 nats over 3.2 boxes = 2.5 per box. Opt: 3 x 2 / 4 = 1.5.
-  assert claims.class_nats_per_box(base) == pytest.approx(2.5)
+  # 32 boxes assigned over a 10-step window = 3.2 per step; cls 4.0 per image at
+  # class_scale 2 x 2 images per step -> 4 nats over 3.2 boxes = 1.25 per box.
+  # Opt: 3 / 2 x 2 / 4 = 0.75.
+  assert claims.class_nats_per_box(base) == pytest.approx(1.25)
   sweep = {"table": {"rows": ["identical"], "cols": ["Baseline", "Opt"]}}
   out = claims.check(sweep, recs, seeds=[0], min_gain=1.0, max_spread=0.5, agree_iou=0.9)
   text = claims.render(out, command="cmd", title="T")
-  assert "| identical | 0.300 | 0.450 | +0.150 | 2.500 | 1.500 |" in text
+  assert "| identical | 0.300 | 0.450 | +0.150 | 1.250 | 0.750 |" in text
+  assert out["robust"] is None          # one seed: no verdict
