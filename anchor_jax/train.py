@@ -239,8 +239,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                        process_index=process_index, process_count=process_count)
   history, unlogged, last_saved, eval_result = [], [], latest, None
 
+  host_copy = [None, None]   # (replicated state, its host copy): one copy per state
+
   def host_state():
-    return parallel.unreplicate(state)
+    """The current state on the host; copied once even when a step both saves and
+    evaluates, or at the end (save, final eval, learned anchors)."""
+    if host_copy[0] is not state:
+      host_copy[:] = [state, parallel.unreplicate(state)]
+    return host_copy[1]
 
   def save(step):
     nonlocal last_saved
@@ -292,13 +298,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         save(done)
       if config.eval.every_steps and done % config.eval.every_steps == 0 \
           and done != config.train.steps:
-        eval_result = _evaluate(evaluator, host_state(), done, workdir, is_primary)
+        eval_result = _evaluate(evaluator, host_state, done, workdir, is_primary)
     step = int(parallel.unreplicate(state.step))
     check_history()
     if step != last_saved:
       save(step)
     if step >= config.train.steps and not stop.stop:
-      eval_result = _evaluate(evaluator, host_state(), step, workdir, is_primary)
+      eval_result = _evaluate(evaluator, host_state, step, workdir, is_primary)
   finally:
     logger.close()
     checkpointer.close()
@@ -325,9 +331,11 @@ def anchor_plot(config, train_ds, init_anchors, learned, workdir) -> str:
             f"{len(boxes_px)} GTs")
 
 
-def _evaluate(evaluator, state, step, workdir, is_primary):
+def _evaluate(evaluator, host_state, step, workdir, is_primary):
+  """Evaluates on the primary process; ``host_state`` is called only there."""
   if not is_primary:
     return None
+  state = host_state()
   result = evaluator.run(state.params, state.batch_stats)
   evaluator.write(result, step=step, path=os.path.join(workdir, "eval.jsonl"))
   logging.info("eval at step %d: AP50 %.4f", step, result["AP50"])
