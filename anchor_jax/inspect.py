@@ -355,8 +355,11 @@ def plot_counts(run: Run, path: str) -> str:
 
 
 def metric_series(run: Run, key: str) -> tuple:
-  """(steps [T], values [T]) of ``key`` in metrics.jsonl; None / non-numbers -> NaN."""
-  rows = [(m['step'], m.get(key)) for m in run.metrics if key in m]
+  """(steps [T], values [T]) of ``key`` in metrics.jsonl, sorted by step; a step logged
+  twice (a resumed run re-logs the steps after its checkpoint) keeps its later line.
+  None / non-numbers -> NaN."""
+  by_step = {m['step']: m.get(key) for m in run.metrics if key in m}
+  rows = sorted(by_step.items())
   steps = np.asarray([s for s, _ in rows], np.int64)
   values = np.asarray([v if isinstance(v, (int, float)) else math.nan for _, v in rows],
                       np.float64)

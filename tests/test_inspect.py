@@ -148,3 +148,11 @@ def test_notebook_is_saved_without_outputs():
   code = [c for c in nb.cells if c.cell_type == 'code']
   assert code and all(not c.outputs and c.execution_count is None for c in code)
   assert any('ANCHOR_JAX_WORKDIR' in c.source for c in code)
+
+
+def test_metric_series_of_a_resumed_run_keeps_the_later_line_per_step():
+  metrics = [{"step": 10, "loss": 5.0}, {"step": 20, "loss": 4.0}, {"step": 30, "loss": 3.0},
+             {"step": 20, "loss": 3.9}, {"step": 30, "loss": 2.9}, {"step": 40, "lr": 1e-3}]
+  run = inspect_lib.Run(workdir="", config=None, metrics=metrics, anchor_log=[], evals=[])
+  steps, values = inspect_lib.metric_series(run, "loss")
+  assert steps.tolist() == [10, 20, 30] and values.tolist() == [5.0, 3.9, 2.9]
