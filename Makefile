@@ -18,12 +18,14 @@ $(STAMP): requirements.txt pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/python -m anchor_jax.main --config=configs/synthetic.py --workdir=$(WORKDIR)
 
-## All tests (CPU, 4 fake devices for the pmap tests).
+## Lint, then all tests (CPU, 4 fake devices for the pmap tests).
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q
 
-## Tests without the end-to-end training runs.
+## Lint, then the tests without the end-to-end training runs.
 test-fast: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 ## Figures and fit tables of a training run (anchors over the box density, trajectories, usage).

@@ -1,25 +1,37 @@
-"""Config checks, the resolved config in the workdir, and resume compatibility.
+"""Experiment configs: loading them, checking them, and resume compatibility.
 
-``validate`` runs before anything expensive, so a typo or an impossible value
-fails in the first second with a message that names the key and the fix.
+``load`` parses ``path/to/config.py[:arg]`` and ``--config.key=value`` overrides with
+ml_collections' ``config_flags`` (the parser of every CLI), for code that is not a CLI.
+``validate`` runs before anything expensive, so a typo or an impossible value fails in the
+first second with a message that names the key and the fix. Every choice list it checks
+is read from the module that owns it.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import re
 
 import ml_collections
+from absl import flags
+from ml_collections import config_flags
 
-from anchor_jax import anchors as anchors_lib
+from anchor_jax.core import anchors as anchors_lib
+from anchor_jax.core import assign as assign_lib
+from anchor_jax.core import region
+from anchor_jax.data import augment as augment_lib
+from anchor_jax.data import pipeline, synthetic
+from anchor_jax.errors import UserError
+from anchor_jax.evaluation import accumulator
+from anchor_jax.model import yolov2
 
 CHOICES = {
-    "dataset.name": ("synthetic", "voc", "coco", "brainwash", "voc_folder", "coco_json"),
-    "dataset.preset": ("tiny", "wide", "mixed"),
-    "model.name": ("darknet19", "tiny"),
-    "model.dtype": ("float32", "bfloat16", "float16"),
-    "anchors.assign_metric": ("iou", "l2"),
-    "eval.metric": ("voc07", "voc12", "coco", "brainwash"),
+    "dataset.name": pipeline.DATASETS,
+    "dataset.preset": tuple(synthetic.PRESETS),
+    "model.name": tuple(yolov2.ARCHS),
+    "model.dtype": yolov2.DTYPES,
+    "anchors.assign_metric": assign_lib.METRICS,
+    "eval.metric": accumulator.METRICS,
 }
 POSITIVE_INTS = ("anchors.num", "train.steps", "train.batch_size", "train.log_every",
                  "train.checkpoint_every", "train.keep_checkpoints", "dataset.max_boxes",
@@ -36,8 +48,8 @@ STRUCTURAL = ("model.name", "model.width", "anchors.num", "anchors.bn_no_shift",
               "dataset.name", "dataset.num_classes", "train.batch_size", "seed")
 
 
-class ConfigError(ValueError):
-  pass
+class ConfigError(UserError, ValueError):
+  """A config that cannot run: the message names each bad key and what it must be."""
 
 
 def _get(config, dotted: str):
@@ -60,26 +72,26 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in NON_NEGATIVE:
     if not _get(config, key) >= 0:
       errors.append(f"--config.{key}={_get(config, key)!r}: must be >= 0")
-  size = config.input.image_size
-  if not isinstance(size, int) or size < 32 or size % 32:
-    errors.append(f"--config.input.image_size={size!r}: must be a positive multiple of 32 "
-                  "(the network's stride)")
+  size, stride = config.input.image_size, region.STRIDE
+  if not isinstance(size, int) or size < stride or size % stride:
+    errors.append(f"--config.input.image_size={size!r}: must be a positive multiple of "
+                  f"{stride} (the network's stride)")
   for ms in config.input.multiscale_sizes:
-    if not isinstance(ms, int) or ms < 32 or ms % 32:
-      errors.append(f"--config.input.multiscale_sizes: {ms!r} is not a multiple of 32")
+    if not isinstance(ms, int) or ms < stride or ms % stride:
+      errors.append(f"--config.input.multiscale_sizes: {ms!r} is not a multiple of {stride}")
   if config.dataset.name == "synthetic" and config.input.multiscale_sizes:
     errors.append("--config.input.multiscale_sizes: synthetic images exist at one size; "
                   "leave it empty (multi-scale is for real datasets)")
   if config.dataset.name in ("voc_folder", "coco_json") and not config.dataset.path:
     errors.append(f"--config.dataset.path is required for dataset.name={config.dataset.name}")
   try:
-    from anchor_jax.data import augment as augment_lib
     augment_lib.AugmentConfig.from_config(config.augment)
   except ValueError as e:
     errors.append(f"--config.augment: {e}")
   eval_size = config.input.eval_image_size
-  if not isinstance(eval_size, int) or eval_size < 0 or eval_size % 32:
-    errors.append(f"--config.input.eval_image_size={eval_size!r}: 0 or a multiple of 32")
+  if not isinstance(eval_size, int) or eval_size < 0 or eval_size % stride:
+    errors.append(f"--config.input.eval_image_size={eval_size!r}: 0 or a multiple of "
+                  f"{stride}")
   init = config.anchors.init
   if init not in anchors_lib.INIT_CHOICES:
     try:
@@ -99,65 +111,53 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0 <= config.loss.ignore_thresh <= 1:
     errors.append("--config.loss.ignore_thresh must be in [0, 1]")
   if errors:
-    raise ConfigError("Invalid config:\n  " + "\n  ".join(errors))
+    raise ConfigError("invalid config: " + "; ".join(errors))
 
 
 def load(spec: str, overrides=()) -> ml_collections.ConfigDict:
-  """Loads ``path/to/config.py[:arg]`` and applies ``--config.a.b=value`` strings.
-
-  For tools that take a config outside absl flags (e.g. ``anchors --config``);
-  values are parsed as the type of the existing key.
-  """
-  import importlib.util
-  import sys
-
-  path, _, arg = spec.partition(":")
-  if not os.path.exists(path):
-    raise ConfigError(f"Config file {path!r} not found.")
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(path)))
-  if repo not in sys.path:   # configs import their siblings as `configs.common`
-    sys.path.insert(0, repo)
-  module_spec = importlib.util.spec_from_file_location("_anchor_jax_config", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  config = module.get_config(arg) if arg else module.get_config()
-  for item in overrides:
-    key, eq, value = item.removeprefix("--config.").partition("=")
-    if not eq:
-      raise ConfigError(f"Override {item!r} must look like --config.key=value.")
-    *parents, leaf = key.split(".")
-    node = config
-    try:
-      for part in parents:
-        node = node[part]
-      old = node[leaf]
-    except KeyError:
-      raise ConfigError(f"Unknown config key {key!r} in override {item!r}.") from None
-    node[leaf] = _parse_like(old, value)
-  return config
+  """Loads ``path/to/config.py[:arg]`` with ``--config.key=value`` override strings, as
+  ``--config=spec`` plus the overrides on a command line would; ConfigError otherwise."""
+  argv = ["load", f"--config={spec}", *overrides]
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "config", flag_values=fv,
+                                  lock_config=True, sys_argv=argv)
+  try:
+    fv(argv)
+  except (flags.Error, AttributeError, KeyError, ValueError) as e:
+    raise ConfigError(parse_error_message(e, argv)) from None
+  return loaded(fv["config"].value)
 
 
-def _parse_like(old, text: str):
-  if isinstance(old, bool):
-    if text.lower() not in ("true", "false", "1", "0"):
-      raise ConfigError(f"Expected a boolean, got {text!r}.")
-    return text.lower() in ("true", "1")
-  if isinstance(old, (int, float)) and not isinstance(old, bool):
-    try:
-      return type(old)(text) if not (isinstance(old, int) and "." in text) else float(text)
-    except ValueError:
-      raise ConfigError(f"Expected a {type(old).__name__}, got {text!r}.") from None
-  if isinstance(old, (tuple, list)):
-    import ast
-    return ast.literal_eval(text)
+def loaded(value):
+  """A ``config_flags`` value, or ConfigError: config_flags defers the error of a config
+  file that failed to load (e.g. a wrong path) to the first use of the config."""
+  if value is None or isinstance(value, ml_collections.ConfigDict):
+    return value
+  try:
+    value.lock  # noqa: B018 -- touching a failed load raises its error
+  except OSError as e:
+    raise ConfigError(parse_error_message(e.__cause__ or e, [])) from None
+  return value
+
+
+def parse_error_message(error: Exception, argv) -> str:
+  """One readable line for an error raised while absl / config_flags parse ``argv``."""
+  while error.args and isinstance(error.args[0], Exception):   # KeyError inside AttributeError
+    error = error.args[0]
+  text = str(error.args[0]) if error.args and isinstance(error.args[0], str) else str(error)
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  last = lines[-1] if lines else type(error).__name__
+  if isinstance(error, (AttributeError, KeyError)):   # an override names no config key
+    key = re.search(r"'([^']+)'", text)
+    given = [a.split("=", 1)[0] for a in argv if key and a.startswith("--")
+             and re.search(rf"\.{re.escape(key.group(1))}(\.|$)", a.split("=", 1)[0])]
+    where = given[0] if given else (key.group(1) if key else text)
+    return f"unknown config key {where}" + (f" ({last})" if "Did you mean" in last else "")
+  if isinstance(error, OSError):                      # config_flags defers a failed load
+    return f"cannot load the config: {last}"
+  if "Traceback" in text:                             # an exception inside a config file
+    return f"{lines[0].rstrip(':')}: {last}"
   return text
-
-
-def write_resolved(config, workdir: str) -> str:
-  path = os.path.join(workdir, "config.json")
-  with open(path, "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
-  return path
 
 
 def fingerprint(config) -> dict:

@@ -7,14 +7,14 @@ Paper (train crops 320 px, test 640 px, 10k steps, no random scaling, no class
 loss, 5 anchors): Opt (k-means) 80.18 AP50 vs Baseline (k-means) 78.98;
 Opt (identical) 79.85, Opt (uniform) 79.86; Baseline (coco anchors) 77.96.
 """
-from configs import common
+from anchor_jax import defaults
 
 # Paper §4.2.3: (0-100: 1e-4), (100-5k: 1e-3), (5k-9k: 1e-4), (9k-10k: 1e-5).
 PAPER_BRAINWASH_LR = ((0, 1e-4), (100, 1e-3), (5000, 1e-4), (9000, 1e-5))
 
 
 def get_config():
-  config = common.base_config()
+  config = defaults.base_config()
   config.dataset.name = "brainwash"
   config.dataset.num_classes = 1
   config.dataset.max_boxes = 64

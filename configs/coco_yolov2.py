@@ -8,14 +8,14 @@ Paper (544 px train and test, 100k steps, batch 64 on 4 GPUs): Opt (k-means)
 (``init=coco``). Learned anchors (Table 4) ~ (5.7,6.7) (17,20) (44,45)
 (104,99) (241,230) px.
 """
-from configs import common
+from anchor_jax import defaults
 
 # Paper §4.2.2: (0-1k: 1e-4), (1k-80k: 1e-3), (80k-90k: 1e-4), (90k-100k: 1e-5).
 PAPER_COCO_LR = ((0, 1e-4), (1000, 1e-3), (80000, 1e-4), (90000, 1e-5))
 
 
 def get_config():
-  config = common.base_config()
+  config = defaults.base_config()
   config.dataset.name = "coco"           # TFDS coco/2017
   config.dataset.num_classes = 80
   config.dataset.max_boxes = 100

@@ -17,7 +17,7 @@ Everything an experiment varies is here; override any key on the command line,
 e.g. ``--config.dataset.preset=wide --config.anchors.init=uniform``.
 """
 
-from configs import common
+from anchor_jax import defaults
 
 # Length of the `study` variant. 1000 steps is the shortest length at which AP50 clearly
 # separates the methods on this CPU (at 200 steps it was 0.3-2 %, all noise, and BN
@@ -29,7 +29,7 @@ STUDY_STEPS = 1000
 
 
 def get_config(arg: str = "demo"):
-  config = common.base_config()
+  config = defaults.base_config()
   config.dataset.name = "synthetic"
   config.dataset.preset = "mixed"         # tiny | wide | mixed
   config.dataset.max_boxes = 16
@@ -90,7 +90,7 @@ def get_config(arg: str = "demo"):
     config.input.image_size = 416
     config.train.batch_size = 64
     config.train.steps = 30000
-    config.train.lr_schedule = common.PAPER_VOC_LR
+    config.train.lr_schedule = defaults.PAPER_VOC_LR
     config.train.burn_in_steps = 1000
     config.anchors.lr_mult = 1.0
     config.anchors.soft_assign_steps = 1500

@@ -11,11 +11,11 @@ Baseline (k-means) 76.83; Opt (identical) 78.01, Opt (uniform) 77.95. Variant
 ``anchors.init=kmeans`` recomputes them from the training boxes instead.
 The paper starts from an ImageNet-pretrained DarkNet-19 (not bundled here).
 """
-from configs import common
+from anchor_jax import defaults
 
 
 def get_config(arg: str = "416"):
-  config = common.base_config()
+  config = defaults.base_config()
   config.dataset.name = "voc"            # TFDS voc/2007 + voc/2012
   config.dataset.num_classes = 20
   config.dataset.max_boxes = 50
@@ -26,7 +26,7 @@ def get_config(arg: str = "416"):
   config.anchors.init = "voc"
   config.train.steps = 30000
   config.train.batch_size = 64
-  config.train.lr_schedule = common.PAPER_VOC_LR
+  config.train.lr_schedule = defaults.PAPER_VOC_LR
   config.eval.metric = "voc07"
   config.eval.every_steps = 5000
   return config

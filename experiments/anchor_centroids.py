@@ -16,13 +16,14 @@ move to the log-space mean", a k-means in log w-h whose optimum differs from IoU
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
+from absl import flags
 
-from anchor_jax import anchors as anchors_lib
-from anchor_jax import inspect as inspect_lib
+from anchor_jax.analysis import inspection
+from anchor_jax.core import anchors as anchors_lib
+from anchor_jax.tools import cli
 
 
 def centroids(anchors_px, boxes_px, image_size: int) -> list[dict]:
@@ -55,22 +56,21 @@ def render(label: str, rows) -> list[str]:
   return lines + [""]
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(prog="python -m experiments.anchor_centroids",
-                              description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--workdir", required=True, help="a training workdir")
-  p.add_argument("--boxes", type=int, default=None,
-                 help="training images whose boxes are used (default: anchors.kmeans_images)")
-  args = p.parse_args(sys.argv[1:] if argv is None else argv)
-  try:
-    run = inspect_lib.load_run(args.workdir)
-    boxes = inspect_lib.gt_boxes(run.config, args.boxes)    # [N, 2] px
-  except inspect_lib.WorkdirError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+def define_flags(fv: flags.FlagValues, argv) -> None:
+  del argv
+  flags.DEFINE_string("workdir", None, "A training workdir.", flag_values=fv)
+  flags.DEFINE_integer("num_images", None, "Training images whose boxes are used (default: "
+                       "anchors.kmeans_images).", lower_bound=1, flag_values=fv)
+  flags.mark_flag_as_required("workdir", flag_values=fv)
+
+
+def main(fv: flags.FlagValues, args) -> int:
+  if args:
+    raise cli.UsageError(f"unexpected arguments {args}")
+  run = inspection.load_run(fv.workdir)
+  boxes = inspection.gt_boxes(run.config, fv.num_images)    # [N, 2] px
   size = run.config.input.image_size
-  lines = [f"# Anchors vs the centroids of their boxes: {args.workdir}", "",
+  lines = [f"# Anchors vs the centroids of their boxes: {fv.workdir}", "",
            f"{len(boxes)} training boxes at {size} px, each given to its best-IoU anchor.", ""]
   lines += render("initial anchors (step 0)", centroids(run.initial_px, boxes, size))
   lines += render(f"learned anchors (step {run.history[-1]['step']})",
@@ -79,5 +79,11 @@ def main(argv=None) -> int:
   return 0
 
 
+def run(argv=None) -> int:
+  """Runs the tool on ``argv`` (the arguments, default sys.argv[1:]); returns the exit
+  status."""
+  return cli.run(define_flags, main, argv, doc=__doc__)
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(run())

@@ -24,7 +24,6 @@ the class cross-entropy per assigned GT box, per cell.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import itertools
 import os
@@ -32,9 +31,12 @@ import statistics
 import sys
 
 import numpy as np
+from absl import flags
 from scipy import optimize
 
-from anchor_jax import box_ops
+from anchor_jax import workdir as workdir_lib
+from anchor_jax.core import box_ops
+from anchor_jax.tools import cli
 from experiments import results, sweep_lib
 from experiments import workdir as wd
 from experiments.results import fmt_stats
@@ -56,7 +58,7 @@ def matched_iou(anchors_a, anchors_b) -> float:
 
 def last_train_metric(workdir: str, key: str) -> float | None:
   """``key`` of the last metrics.jsonl record that has it (None if none)."""
-  for record in reversed(wd.read_jsonl(os.path.join(workdir, "metrics.jsonl"))):
+  for record in reversed(workdir_lib.read_metrics(workdir)):
     if key in record:
       return float(record[key])
   return None
@@ -68,7 +70,7 @@ def class_nats_per_box(workdir: str) -> float | None:
   (anchors.jsonl ``counts`` summed over the window). Compare with ln(num_classes), a
   uniform guess. None if the logs lack it or the class term is off."""
   cls = last_train_metric(workdir, "cls")
-  records = wd.read_jsonl(os.path.join(workdir, "anchors.jsonl"))
+  records = workdir_lib.read_anchors(workdir)
   batch = wd.config_value(workdir, "train", "batch_size")
   scale = wd.config_value(workdir, "loss", "class_scale")
   if cls is None or batch is None or not scale or len(records) < 2:
@@ -213,43 +215,38 @@ def kmeans_of(records) -> dict:
           if r.row == "k-means" and r.col == BASELINE and r.anchors_px}
 
 
-def parse_args(argv):
-  p = argparse.ArgumentParser(prog="python -m experiments.claims", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("sweep", help="a Table 1 sweep, e.g. experiments/sweeps/table1.py:cpu")
-  p.add_argument("--workdir_root", required=True, help="DIR the sweep ran in")
-  p.add_argument("--seeds", type=int, default=None,
-                 help="seeds 0..K-1 to expect (default: those found on disk)")
-  p.add_argument("--min_gain", type=float, default=1.0, help="claim 1 threshold, AP50 points")
-  p.add_argument("--max_spread", type=float, default=0.5, help="claim 2 threshold, points")
-  p.add_argument("--agree_iou", type=float, default=0.9, help="claim 3 threshold, mean IoU")
-  return p.parse_args(argv)
+def define_flags(fv: flags.FlagValues, argv) -> None:
+  del argv
+  flags.DEFINE_string("workdir_root", None, "DIR the sweep ran in.", flag_values=fv)
+  flags.DEFINE_integer("seeds", None, "Seeds 0..K-1 to expect (default: those found on disk).",
+                       lower_bound=1, flag_values=fv)
+  flags.DEFINE_float("min_gain", 1.0, "Claim 1 threshold, AP50 points.", flag_values=fv)
+  flags.DEFINE_float("max_spread", 0.5, "Claim 2 threshold, points.", flag_values=fv)
+  flags.DEFINE_float("agree_iou", 0.9, "Claim 3 threshold, mean IoU.", flag_values=fv)
+  flags.mark_flag_as_required("workdir_root", flag_values=fv)
 
 
-def main(argv=None) -> int:
-  args = parse_args(sys.argv[1:] if argv is None else argv)
-  try:
-    sweep = sweep_lib.load(args.sweep)
-  except sweep_lib.SweepError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+def main(fv: flags.FlagValues, args) -> int:
+  if len(args) != 1:
+    raise cli.UsageError("give one Table 1 sweep, e.g. experiments/sweeps/table1.py:cpu")
+  spec = args[0]
+  sweep = sweep_lib.load(spec)
   rows, cols = sweep["table"]["rows"], sweep["table"]["cols"]
   if BASELINE not in cols or OPT not in cols or len(rows) < 2:
-    print(f"error: {args.sweep} is not a Table 1 sweep (needs columns {BASELINE}/{OPT} and "
-          f"two or more init rows; has {cols} x {rows})", file=sys.stderr)
-    return 2
-  seeds = (range(args.seeds) if args.seeds is not None
-           else results.seeds_on_disk(sweep, args.workdir_root))
+    raise sweep_lib.SweepError(
+        f"{spec} is not a Table 1 sweep (needs columns {BASELINE}/{OPT} and two or more "
+        f"init rows; has {cols} x {rows})")
+  seeds = (range(fv.seeds) if fv.seeds is not None
+           else results.seeds_on_disk(sweep, fv.workdir_root))
   if not seeds:
-    print(f"error: no run of {args.sweep} found under {args.workdir_root}", file=sys.stderr)
-    return 2
-  records = results.collect(sweep, args.workdir_root, seeds)
-  out = check(sweep, records, seeds=seeds, min_gain=args.min_gain,
-              max_spread=args.max_spread, agree_iou=args.agree_iou,
+    raise sweep_lib.SweepError(f"no run of {spec} found under {fv.workdir_root}")
+  records = results.collect(sweep, fv.workdir_root, seeds)
+  out = check(sweep, records, seeds=seeds, min_gain=fv.min_gain,
+              max_spread=fv.max_spread, agree_iou=fv.agree_iou,
               kmeans_px=kmeans_of(records))
-  command = "python -m experiments.claims " + " ".join(sys.argv[1:] if argv is None else argv)
-  text = render(out, command=command, title=sweep.get("title", args.sweep))
-  path = os.path.join(args.workdir_root, "claims.md")
+  command = "python -m experiments.claims " + " ".join([spec] + cli.given_flags(fv))
+  text = render(out, command=command, title=sweep.get("title", spec))
+  path = os.path.join(fv.workdir_root, "claims.md")
   with open(path, "w") as f:
     f.write(text)
   print(text)
@@ -257,5 +254,11 @@ def main(argv=None) -> int:
   return 0
 
 
+def run(argv=None) -> int:
+  """Runs the tool on ``argv`` (the arguments, default sys.argv[1:]); returns the exit
+  status."""
+  return cli.run(define_flags, main, argv, doc=__doc__)
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(run())

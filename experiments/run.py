@@ -20,42 +20,40 @@ Exit status: 0 all done, 1 some run failed, 2 bad sweep or config, 130 interrupt
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import signal
 import sys
 
+from absl import flags
+
+from anchor_jax.tools import cli
 from experiments import launcher, results, sweep_lib
 
 DEFAULT_TRAINER = (sys.executable, "-m", "anchor_jax.main")
 
 
-def parse_args(argv):
-  p = argparse.ArgumentParser(prog="python -m experiments.run",
-                              description=__doc__.split("\n\n")[0])
-  p.add_argument("sweep", help="experiments/sweeps/<sweep>.py[:arg]")
-  p.add_argument("--workdir_root", required=True, help="DIR holding one folder per run")
-  p.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 of every run")
-  p.add_argument("--parallel", type=int, default=1, help="trainers running at once")
-  p.add_argument("--only", default="", help="only runs whose name contains this")
-  p.add_argument("--dry_run", action="store_true", help="print the plan, launch nothing")
-  p.add_argument("--table_only", action="store_true",
-                 help="rebuild results.csv/md from the workdirs, launch nothing")
-  p.add_argument("--override", action="append", default=[],
-                 help="extra --config.key=value for every run (write --override=--config.k=v)")
-  p.add_argument("--trainer", default=None,
-                 help=f"training command (default: {shlex.join(DEFAULT_TRAINER)})")
-  p.add_argument("--skip_config_check", action="store_true",
-                 help="do not load every run's config before launching")
-  p.add_argument("--jax_cache", default=None,
-                 help="JAX compilation cache of the trainers (default DIR/jax_cache; '' = off)")
-  p.add_argument("--grace_s", type=float, default=120.0,
-                 help="on Ctrl-C: seconds a trainer gets to checkpoint before SIGKILL")
-  args = p.parse_args(argv)
-  if args.seeds < 1 or args.parallel < 1:
-    p.error("--seeds and --parallel must be >= 1")
-  return args
+def define_flags(fv: flags.FlagValues, argv) -> None:
+  del argv
+  flags.DEFINE_string("workdir_root", None, "DIR holding one folder per run.", flag_values=fv)
+  flags.DEFINE_integer("seeds", 1, "Seeds 0..K-1 of every run.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("parallel", 1, "Trainers running at once.", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_string("only", "", "Only runs whose name contains this.", flag_values=fv)
+  flags.DEFINE_bool("dry_run", False, "Print the plan, launch nothing.", flag_values=fv)
+  flags.DEFINE_bool("table_only", False, "Rebuild results.csv/md from the workdirs, launch "
+                    "nothing.", flag_values=fv)
+  flags.DEFINE_multi_string("override", [], "Extra --config.key=value for every run (write "
+                            "--override=--config.k=v).", flag_values=fv)
+  flags.DEFINE_string("trainer", None, f"Training command (default: "
+                      f"{shlex.join(DEFAULT_TRAINER)}).", flag_values=fv)
+  flags.DEFINE_bool("skip_config_check", False, "Do not load every run's config before "
+                    "launching.", flag_values=fv)
+  flags.DEFINE_string("jax_cache", None, "JAX compilation cache of the trainers (default "
+                      "DIR/jax_cache; '' = off).", flag_values=fv)
+  flags.DEFINE_float("grace_s", 120.0, "On Ctrl-C: seconds a trainer gets to checkpoint "
+                     "before SIGKILL.", flag_values=fv)
+  flags.mark_flag_as_required("workdir_root", flag_values=fv)
 
 
 def trainer_env(root: str, jax_cache: str | None) -> dict:
@@ -72,42 +70,34 @@ def _raise_interrupt(signum, frame):
   raise KeyboardInterrupt
 
 
-def main(argv=None) -> int:
-  argv = sys.argv[1:] if argv is None else list(argv)
-  args = parse_args(argv)
-  command = "python -m experiments.run " + shlex.join(argv)
-  root = os.path.abspath(args.workdir_root)
-  try:
-    sweep = sweep_lib.load(args.sweep)
-  except sweep_lib.SweepError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  seeds = range(args.seeds)
-  jobs = sweep_lib.jobs(sweep, root=root, seeds=seeds, only=args.only, extra=args.override)
+def main(fv: flags.FlagValues, args) -> int:
+  if len(args) != 1:
+    raise cli.UsageError("give one sweep, e.g. experiments/sweeps/table1.py:cpu")
+  spec = args[0]
+  command = "python -m experiments.run " + shlex.join([spec] + cli.given_flags(fv))
+  root = os.path.abspath(fv.workdir_root)
+  sweep = sweep_lib.load(spec)
+  seeds = range(fv.seeds)
+  jobs = sweep_lib.jobs(sweep, root=root, seeds=seeds, only=fv.only, extra=fv.override)
 
   def tables():
-    results.write_all(sweep, root, seeds, command=command, spec=args.sweep)
+    results.write_all(sweep, root, seeds, command=command, spec=spec)
     print(f"tables: {os.path.join(root, 'results.md')}, {os.path.join(root, 'results.csv')}")
 
-  if args.table_only:
+  if fv.table_only:
     tables()
     return 0
   if not jobs:
-    print(f"error: no run of {args.sweep} matches --only={args.only!r}", file=sys.stderr)
-    return 2
-  trainer = shlex.split(args.trainer) if args.trainer else list(DEFAULT_TRAINER)
-  runner = launcher.Launcher(trainer, root=root, parallel=args.parallel,
-                             env=trainer_env(root, args.jax_cache), grace_s=args.grace_s)
-  if args.dry_run:
+    raise sweep_lib.SweepError(f"no run of {spec} matches --only={fv.only!r}")
+  trainer = shlex.split(fv.trainer) if fv.trainer else list(DEFAULT_TRAINER)
+  runner = launcher.Launcher(trainer, root=root, parallel=fv.parallel,
+                             env=trainer_env(root, fv.jax_cache), grace_s=fv.grace_s)
+  if fv.dry_run:
     for job in jobs:
       print(launcher.describe(job, runner.command(job)))
     return 0
-  if args.trainer is None and not args.skip_config_check:
-    try:
-      sweep_lib.check_configs(jobs)
-    except sweep_lib.SweepError as e:
-      print(f"error: {e}", file=sys.stderr)
-      return 2
+  if fv.trainer is None and not fv.skip_config_check:
+    sweep_lib.check_configs(jobs)
   os.makedirs(root, exist_ok=True)
   # SIGINT explicitly too: a runner started in the background of a script inherits
   # SIGINT as ignored, and `kill -INT` must still stop it cleanly.
@@ -128,5 +118,11 @@ def main(argv=None) -> int:
   return 1 if counts["failed"] else 0
 
 
+def run(argv=None) -> int:
+  """Runs the tool on ``argv`` (the arguments, default sys.argv[1:]); returns the exit
+  status."""
+  return cli.run(define_flags, main, argv, doc=__doc__)
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(run())

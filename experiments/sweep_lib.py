@@ -6,13 +6,16 @@ import importlib.util
 import os
 import re
 
+from anchor_jax import config_lib
+from anchor_jax.errors import UserError
+
 NAME_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 DIFF_KINDS = ({"along", "base"}, {"run"})
 DEFAULT_METRICS = ("AP50",)
 
 
-class SweepError(ValueError):
-  pass
+class SweepError(UserError, ValueError):
+  """A sweep file that cannot run; the message names each problem."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,8 +136,7 @@ def run_dir(root: str, name: str, seed: int) -> str:
 
 def check_configs(job_list) -> None:
   """Applies each job's overrides to its config and validates it (catches typos in
-  keys and bad values before anything is launched). Imports ``anchor_jax``."""
-  from anchor_jax import config_lib
+  keys and bad values before anything is launched)."""
   errors, seen = [], set()
   for job in job_list:
     key = (job.config, job.overrides)

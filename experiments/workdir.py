@@ -1,16 +1,19 @@
 """What the runner reads and writes in one run's workdir (``DIR/<run>/seed<k>/``).
 
-Written by the training CLI: ``config.json``, ``eval.jsonl``, ``anchors.jsonl``,
-checkpoints. Written by the runner: ``train.log`` (the trainer's stdout and stderr,
-appended per launch), ``attempts.jsonl`` (one line per launch: ``end``, ``wall_s``,
-``rc``, ``interrupted``, ``failed``, ``command``) and ``DONE`` (the final eval line, once the
-trainer exited 0 after evaluating at its last step).
+Written by the training CLI: a training workdir (its files are named and read through
+``anchor_jax.workdir``). Written by the runner beside them: ``train.log`` (the trainer's
+stdout and stderr, appended per launch), ``attempts.jsonl`` (one line per launch:
+``end``, ``wall_s``, ``rc``, ``interrupted``, ``failed``, ``command``) and ``DONE`` (the
+final eval line, once the trainer exited 0 after evaluating at its last step).
 """
 from __future__ import annotations
 
 import collections
 import json
 import os
+
+from anchor_jax import workdir as workdir_lib
+from anchor_jax.workdir import append_jsonl, read_jsonl  # noqa: F401 -- the runner's JSONL
 
 DONE = "DONE"
 ATTEMPTS = "attempts.jsonl"
@@ -21,37 +24,11 @@ STATUS_DONE, STATUS_FAILED = "done", "failed"
 STATUS_INCOMPLETE, STATUS_MISSING = "incomplete", "missing"
 
 
-def read_jsonl(path: str) -> list[dict]:
-  """The JSON objects of a jsonl file; [] when missing; a torn last line is skipped."""
-  if not os.path.exists(path):
-    return []
-  out = []
-  with open(path) as f:
-    for line in f:
-      try:
-        out.append(json.loads(line))
-      except json.JSONDecodeError:
-        continue
-  return out
-
-
-def append_jsonl(path: str, record: dict) -> None:
-  """Appends one line; after a torn last line (no newline) it starts a new line, so the
-  new record is not glued to the broken one."""
-  with open(path, "a+b") as f:
-    torn = False
-    if f.seek(0, os.SEEK_END) > 0:
-      f.seek(-1, os.SEEK_END)
-      torn = f.read(1) != b"\n"
-    f.write((("\n" if torn else "") + json.dumps(record) + "\n").encode())
-
-
 def config_value(workdir: str, section: str, key: str):
   """``config.json[section][key]`` of a workdir, or None if it cannot be read."""
   try:
-    with open(os.path.join(workdir, "config.json")) as f:
-      return json.load(f)[section][key]
-  except (OSError, ValueError, KeyError, TypeError):
+    return workdir_lib.read_config(workdir)[section][key]
+  except (workdir_lib.WorkdirError, KeyError, TypeError):
     return None
 
 
@@ -60,8 +37,7 @@ def final_eval(workdir: str) -> dict | None:
   steps = config_value(workdir, "train", "steps")
   if steps is None:
     return None
-  final = [e for e in read_jsonl(os.path.join(workdir, "eval.jsonl"))
-           if e.get("step", -1) >= steps]
+  final = [e for e in workdir_lib.read_evals(workdir) if e.get("step", -1) >= steps]
   return final[-1] if final else None
 
 
@@ -92,7 +68,7 @@ def status(workdir: str) -> str:
   tries = attempts(workdir)
   if tries and not tries[-1].get("interrupted") and tries[-1].get("failed"):
     return STATUS_FAILED
-  if tries or os.path.exists(os.path.join(workdir, "config.json")):
+  if tries or os.path.exists(workdir_lib.path(workdir, workdir_lib.CONFIG)):
     return STATUS_INCOMPLETE
   return STATUS_MISSING
 
@@ -104,7 +80,7 @@ def wall_seconds(workdir: str) -> float | None:
 
 
 def last_anchors(workdir: str) -> dict | None:
-  lines = read_jsonl(os.path.join(workdir, "anchors.jsonl"))
+  lines = workdir_lib.read_anchors(workdir)
   return lines[-1] if lines else None
 
 

@@ -61,7 +61,7 @@ def main(argv):
     print("error: asked to fail", file=sys.stderr)
     return int(o["fake.fail"])
   with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump({"seed": seed, "train": {"steps": steps}, "overrides": o}, f)
+    json.dump({"seed": seed, "train": {"steps": steps}, "overrides": sorted(o.items())}, f)
   ckpt = os.path.join(workdir, "ckpt.json")
   start = 0
   if os.path.exists(ckpt):

@@ -97,7 +97,7 @@ def yolo_loss(out, log_anchors, boxes, labels, mask, *, temperature, cluster_wei
                              + (v[3] + log_anchors[i, 1] - lgh) ** 2)
         t["obj"] += d * object_scale * (sigmoid(v[4]) - iou(pred_box(b, row, col, i), box)) ** 2
         logits = v[5:]
-        log_z = max(logits) + math.log(sum(math.exp(l - max(logits)) for l in logits))
+        log_z = max(logits) + math.log(sum(math.exp(x - max(logits)) for x in logits))
         t["cls"] += d * class_scale * (log_z - logits[labels[b, j]])
         resp[row, col, i] += d
         cl_num += d * ((log_anchors[i, 0] - lgw) ** 2 + (log_anchors[i, 1] - lgh) ** 2)

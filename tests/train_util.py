@@ -6,14 +6,14 @@ import sys
 import jax
 import numpy as np
 
-from configs import synthetic
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from anchor_jax import config_lib
+from anchor_jax.training import checkpoint
+from tests import REPO
 
 
 def tiny_config(**overrides):
   """configs/synthetic.py:tiny with dotted-key overrides, e.g. {'train.steps': 6}."""
-  config = synthetic.get_config("tiny")
+  config = config_lib.load(os.path.join(REPO, "configs/synthetic.py:tiny"))
   for key, value in overrides.items():
     node = config
     *parents, leaf = key.split(".")
@@ -25,8 +25,7 @@ def tiny_config(**overrides):
 
 def restore_params(workdir, config):
   """Host params and batch stats of the latest checkpoint in ``workdir``."""
-  from anchor_jax import checkpoint
-  import orbax.checkpoint as ocp
+  import orbax.checkpoint as ocp  # noqa: PLC0415 -- only this helper reads raw checkpoints
   ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
   step = ckpt.latest_step()
   restored = ckpt.manager.restore(step, args=ocp.args.Composite(

@@ -1,1 +1,1 @@
-"""Input data: datasets that yield padded, fixed-shape detection examples."""
+"""Input data: datasets by config name, padded fixed-shape batches, augmentation."""

@@ -31,12 +31,14 @@ import threading
 import numpy as np
 from absl import logging
 
+from anchor_jax.data import augment as augment_lib
 from anchor_jax.data import image_io
+from anchor_jax.errors import UserError
 
 STATS_KEYS = ("skipped_images", "dropped_boxes", "fixed_boxes", "truncated")
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
   """A dataset cannot be opened; the message tells the user what to fix (show it, no traceback)."""
 
 
@@ -91,7 +93,7 @@ class DetectionDataset:
   [H, W, 3]`` (raising ``image_io.ImageError`` for an image that cannot be read), or
   ``_read(index)`` returning both when one read serves both.
   ``augment_config`` (an ``augment.AugmentConfig``) is passed as ``cfg`` to
-  ``anchor_jax.data.augment.augment``, which is imported only when a batch is augmented.
+  ``augment.augment`` for training batches.
   """
 
   num_examples: int
@@ -239,7 +241,6 @@ class DetectionDataset:
     if seed is None:
       boxes = ann.boxes / np.array([ann.width, ann.height] * 2, np.float64)
       return image_io.resize_square(image, size), boxes, ann.labels, ann.difficult
-    from anchor_jax.data import augment as augment_lib  # pylint: disable=import-outside-toplevel
     h, w = image.shape[:2]
     boxes_px = ann.boxes * np.array([w / ann.width, h / ann.height] * 2)
     image, boxes_px, labels, keep = augment_lib.augment(

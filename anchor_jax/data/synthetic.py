@@ -208,11 +208,12 @@ class SyntheticDataset:
   """
 
   def __init__(self, *, preset, image_size, max_boxes, seed, split, num_classes=None,
-               num_examples=None, clutter=1.0, render=RenderParams()):
+               num_examples=None, clutter=1.0, render=None):
     if split not in SPLITS:
       raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if split == "eval" and num_examples is None:
       raise ValueError("the eval split needs a fixed num_examples")
+    render = RenderParams() if render is None else render
     num_classes = len(SHAPES) if num_classes is None else num_classes
     if not 1 <= num_classes <= len(SHAPES):
       raise ValueError(f"num_classes must be in 1..{len(SHAPES)}, got {num_classes}")

@@ -6,7 +6,7 @@ read-only builder made from the prepared folder (``tfds.builder_from_directory``
 reading imports neither TensorFlow nor the builder code, and any index is one seek away
 (training resumes exactly). Images come back as their stored bytes
 (``tfds.decode.SkipDecoding``) and are decoded with PIL, like the folder datasets. Data
-are prepared once by ``python -m anchor_jax.data.prepare`` (VOC and COCO need internet,
+are prepared once by ``python -m anchor_jax.prepare`` (VOC and COCO need internet,
 Brainwash a manual download); an unprepared dataset raises ``DataNotFoundError`` saying
 what to run.
 
@@ -32,7 +32,7 @@ import re
 
 import numpy as np
 
-from anchor_jax.data import coco_categories, detection, image_io
+from anchor_jax.data import brainwash, coco_categories, detection, image_io
 
 PIXEL_DECIMALS = 3
 
@@ -56,7 +56,7 @@ def resolve_data_dir(path) -> str:
 
 
 def prepare_command(dataset: str, data_dir: str) -> str:
-  return f"python -m anchor_jax.data.prepare --dataset={dataset} --data_dir={data_dir}"
+  return f"python -m anchor_jax.prepare --dataset={dataset} --data_dir={data_dir}"
 
 
 def prepared_dir(data_dir: str, tfds_name: str) -> str | None:
@@ -76,9 +76,8 @@ def _not_prepared(dataset, tfds_name, data_dir, why, *, how_to_get=True):
   if not how_to_get:
     how = "Run:\n  " + prepare_command(dataset, data_dir)
   elif dataset == "brainwash":
-    from anchor_jax.data import brainwash_builder  # pylint: disable=import-outside-toplevel
     how = ("It is built offline from the manual download:\n"
-           + brainwash_builder.MANUAL_DOWNLOAD_INSTRUCTIONS + "\nthen run:\n  "
+           + brainwash.MANUAL_DOWNLOAD_INSTRUCTIONS + "\nthen run:\n  "
            + prepare_command(dataset, data_dir))
   else:
     how = ("Download and prepare it once on a machine with internet access (TFDS fetches "
@@ -92,7 +91,7 @@ def _not_prepared(dataset, tfds_name, data_dir, why, *, how_to_get=True):
 def open_source(dataset: str, tfds_name: str, tfds_split: str, data_dir: str):
   """``(random-access source of the split, DatasetInfo)``; DataNotFoundError if the
   dataset is not prepared there in array_record format."""
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  import tensorflow_datasets as tfds  # heavy (TensorFlow); readers need only its data source
   directory = prepared_dir(data_dir, tfds_name)
   if directory is None:
     raise _not_prepared(dataset, tfds_name, data_dir, "is not prepared")

@@ -1,22 +1,33 @@
 """Time of target assignment + YOLOv2 loss (forward, and forward + backward).
 
 B = 8 images, a 13 x 13 x 5 grid, 20 classes, M GT slots (all valid), median of
-repeated jitted calls. Run:  python experiments/benchmarks/bench_loss.py
+repeated jitted calls. Run:
+
+  python experiments/benchmarks/bench_loss.py
+  python experiments/benchmarks/bench_loss.py --boxes=10,100 --repeats=5
 """
-import argparse
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
 
-from anchor_jax import losses
+from anchor_jax.core import losses
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("batch", 8, "Images B.")
+flags.DEFINE_integer("grid", 13, "Output grid side.")
+flags.DEFINE_integer("classes", 20, "Number of classes C.")
+flags.DEFINE_list("boxes", ["10", "50", "100", "300"], "GT slots M to time, comma-separated.")
+flags.DEFINE_integer("repeats", 30, "Timed calls per figure (median).")
 
 VOC_ANCHORS = [[1.3221, 1.73145], [3.19275, 4.00944], [5.05587, 8.09892],
                [9.47112, 4.84053], [11.2364, 10.0071]]
 
 
 def _median_ms(fn, args, repeats):
+  """Median milliseconds of ``fn(*args)`` over ``repeats`` calls, after compiling it."""
   jax.block_until_ready(fn(*args))          # compile + warm
   times = []
   for _ in range(repeats):
@@ -26,38 +37,36 @@ def _median_ms(fn, args, repeats):
   return 1e3 * float(np.median(times))
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--grid", type=int, default=13)
-  parser.add_argument("--classes", type=int, default=20)
-  parser.add_argument("--boxes", type=int, nargs="+", default=[10, 50, 100, 300])
-  parser.add_argument("--repeats", type=int, default=30)
-  args = parser.parse_args()
+def main(argv):
+  """Prints the forward and forward+backward time of the loss per M and temperature."""
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  boxes_list = [int(m) for m in FLAGS.boxes]
+  batch, grid, classes, repeats = FLAGS.batch, FLAGS.grid, FLAGS.classes, FLAGS.repeats
   rng = np.random.default_rng(0)
   log_anchors = jnp.log(jnp.asarray(VOC_ANCHORS))
-  out = jnp.asarray(rng.normal(size=(args.batch, args.grid, args.grid, 5, 5 + args.classes)),
-                    jnp.float32)
+  out = jnp.asarray(rng.normal(size=(batch, grid, grid, 5, 5 + classes)), jnp.float32)
 
   def loss(o, la, boxes, labels, mask, temperature):
+    """Total YOLOv2 loss (the value the step differentiates)."""
     return losses.yolo_loss(o, la, boxes, labels, mask, temperature=temperature,
                             cluster_weight=0.5, prior_scale=0.01)[0]
   fwd = jax.jit(loss)
   fwd_bwd = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
-  print(f"device: {jax.devices()[0].device_kind}, B={args.batch}, grid={args.grid}x{args.grid}x5, "
-        f"C={args.classes}, median of {args.repeats}")
+  print(f"device: {jax.devices()[0].device_kind}, B={batch}, grid={grid}x{grid}x5, "
+        f"C={classes}, median of {repeats}")
   print(f"{'M':>5} {'T':>4} {'fwd ms':>8} {'fwd+bwd ms':>11}")
-  for m in args.boxes:
-    centre = rng.uniform(0.05, 0.95, (args.batch, m, 2))
-    wh = rng.uniform(0.02, 0.6, (args.batch, m, 2))
+  for m in boxes_list:
+    centre = rng.uniform(0.05, 0.95, (batch, m, 2))
+    wh = rng.uniform(0.02, 0.6, (batch, m, 2))
     boxes = jnp.asarray(np.concatenate([centre - wh / 2, centre + wh / 2], -1), jnp.float32)
-    labels = jnp.asarray(rng.integers(0, args.classes, (args.batch, m)), jnp.int32)
-    mask = jnp.ones((args.batch, m), bool)
+    labels = jnp.asarray(rng.integers(0, classes, (batch, m)), jnp.int32)
+    mask = jnp.ones((batch, m), bool)
     for temperature in (0.0, 1.0):
       a = (out, log_anchors, boxes, labels, mask, jnp.float32(temperature))
-      print(f"{m:>5} {temperature:>4.1f} {_median_ms(fwd, a, args.repeats):>8.2f} "
-            f"{_median_ms(fwd_bwd, a, args.repeats):>11.2f}")
+      print(f"{m:>5} {temperature:>4.1f} {_median_ms(fwd, a, repeats):>8.2f} "
+            f"{_median_ms(fwd_bwd, a, repeats):>11.2f}")
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -1,15 +1,14 @@
 """Throughput of the whole training stream (read + decode + augment + batch) vs ``dataset.workers``.
 
 Writes a VOC-layout folder of ``--images`` JPEGs (500 x 375, ~3 boxes each) to a temp dir,
-builds the ``voc_folder`` dataset and times ``input_pipeline.train_stream`` at
+builds the ``voc_folder`` dataset and times ``pipeline.train_stream`` at
 ``--size`` px with batches of ``--batch`` images, for each ``--workers`` value (0 = the
 prefetch thread alone). Prints the median images/s over ``--repeats`` timed windows of
 ``--steps`` batches each, and the ratio to workers=0 measured in the same run.
 
   python experiments/benchmarks/bench_stream.py
-  python experiments/benchmarks/bench_stream.py --size 416 --workers 0 2 4 8
+  python experiments/benchmarks/bench_stream.py --size=416 --workers=0,2,4,8
 """
-import argparse
 import os
 import statistics
 import sys
@@ -17,14 +16,25 @@ import tempfile
 import time
 
 import numpy as np
+from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from anchor_jax import input_pipeline  # noqa: E402
-from configs import synthetic  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)  # run as a script from anywhere: the repository's packages
+from anchor_jax import config_lib  # noqa: E402
+from anchor_jax.data import pipeline  # noqa: E402
 from tests import data_fixtures  # noqa: E402  (writes the same on-disk format as the tests)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("images", 64, "JPEGs in the folder.")
+flags.DEFINE_integer("size", 416, "Training input size (px).")
+flags.DEFINE_integer("batch", 16, "Images per batch.")
+flags.DEFINE_integer("steps", 4, "Batches per timed window.")
+flags.DEFINE_integer("repeats", 5, "Timed windows per figure (median).")
+flags.DEFINE_list("workers", ["0", "2", "4"], "dataset.workers values, comma-separated.")
 
 
 def write_folder(root: str, count: int, rng) -> None:
+  """A VOC-layout folder of ``count`` 500x375 JPEGs with 1-5 'cat' boxes each."""
   images = {}
   for i in range(count):
     objects = []
@@ -38,13 +48,14 @@ def write_folder(root: str, count: int, rng) -> None:
 
 def stream_rate(root: str, *, workers: int, size: int, batch: int, steps: int,
                 repeats: int) -> float:
-  config = synthetic.get_config("demo")
+  """Median images/s of the train stream over ``repeats`` windows of ``steps`` batches."""
+  config = config_lib.load(os.path.join(REPO, "configs/synthetic.py:demo"))
   config.dataset.name, config.dataset.path = "voc_folder", root
   config.dataset.workers, config.input.image_size = workers, size
   config.train.batch_size = batch
-  dataset = input_pipeline.build_dataset(config, "train")
-  stream = input_pipeline.train_stream(dataset, config, start_step=0, process_index=0,
-                                       process_count=1)
+  dataset = pipeline.build_dataset(config, "train")
+  stream = pipeline.train_stream(dataset, config, start_step=0, process_index=0,
+                                 process_count=1)
   for _ in range(max(2, workers)):   # fill the pipeline
     next(stream)
   rates = []
@@ -57,29 +68,24 @@ def stream_rate(root: str, *, workers: int, size: int, batch: int, steps: int,
   return statistics.median(rates)
 
 
-def main() -> None:
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--images", type=int, default=64)
-  p.add_argument("--size", type=int, default=416)
-  p.add_argument("--batch", type=int, default=16)
-  p.add_argument("--steps", type=int, default=4, help="batches per timed window")
-  p.add_argument("--repeats", type=int, default=5)
-  p.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4])
-  args = p.parse_args()
+def main(argv) -> None:
+  """Writes the folder and prints the stream rate per ``--workers`` value."""
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  workers_list = [int(w) for w in FLAGS.workers]
   with tempfile.TemporaryDirectory() as root:
-    write_folder(root, args.images, np.random.default_rng(0))
-    print(f"voc_folder, {args.images} JPEGs 500x375, train stream at {args.size} px, "
-          f"batch {args.batch}; median of {args.repeats} windows of {args.steps} batches; "
+    write_folder(root, FLAGS.images, np.random.default_rng(0))
+    print(f"voc_folder, {FLAGS.images} JPEGs 500x375, train stream at {FLAGS.size} px, "
+          f"batch {FLAGS.batch}; median of {FLAGS.repeats} windows of {FLAGS.steps} batches; "
           f"{os.cpu_count()} CPUs")
     base = None
-    for workers in args.workers:
-      rate = stream_rate(root, workers=workers, size=args.size, batch=args.batch,
-                         steps=args.steps, repeats=args.repeats)
+    for workers in workers_list:
+      rate = stream_rate(root, workers=workers, size=FLAGS.size, batch=FLAGS.batch,
+                         steps=FLAGS.steps, repeats=FLAGS.repeats)
       base = base or rate
       print(f"  dataset.workers={workers:2d}: {rate:7.1f} images/s  ({rate / base:.2f}x workers="
-            f"{args.workers[0]})")
+            f"{workers_list[0]})")
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

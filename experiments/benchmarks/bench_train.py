@@ -3,33 +3,47 @@ step, throughput and compile time, for the tiny model and full DarkNet-19.
 
   python experiments/benchmarks/bench_train.py                 # tiny model (CPU)
   python experiments/benchmarks/bench_train.py --full          # + DarkNet-19 at 416
+  python experiments/benchmarks/bench_train.py --repeats=3     # a quick look
 
 Opt and Baseline steps are timed alternately in one process (same config,
 same batch), so machine noise hits both alike; the ratio of medians is the
 cost of learning anchors (paper: ~1.016).
 """
-import argparse
+import os
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
 
-from anchor_jax import input_pipeline, losses, parallel, train
-from configs import synthetic
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)  # run as a script from anywhere: the repository's packages
+from anchor_jax import config_lib  # noqa: E402
+from anchor_jax.core import losses  # noqa: E402
+from anchor_jax.data import pipeline  # noqa: E402
+from anchor_jax.model import yolov2  # noqa: E402
+from anchor_jax.training import parallel, train  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("repeats", 20, "Alternated timed steps per figure (median).")
+flags.DEFINE_bool("full", False, "Also DarkNet-19 at 416 (slow on CPU).")
+flags.DEFINE_integer("full_batch", 2, "Images per device of the --full run.")
 
 
 def build(config):
   """Opt and Baseline train steps (pmapped) from the same initial state."""
-  ds = input_pipeline.build_dataset(config, "train")
+  ds = pipeline.build_dataset(config, "train")
   anchors = train.initial_anchors(config, ds)
-  model = train.make_model(config, num_classes=len(ds.class_names), anchors=anchors)
+  model = yolov2.from_config(config, num_classes=len(ds.class_names), anchors=anchors,
+                             axis_name=parallel.AXIS)
   schedules = train.make_schedules(config)
   steps = {}
   for optimize in (True, False):
     config.anchors.optimize = optimize
     tx, state = train.create_state(config, model, schedules)
-    fn = jax.pmap(train.make_train_step(config, model, tx, schedules), axis_name="batch",
+    fn = jax.pmap(train.make_train_step(config, model, tx, schedules), axis_name=parallel.AXIS,
                   donate_argnums=(0,))
     steps[optimize] = [fn, parallel.replicate(state)]
   config.anchors.optimize = True
@@ -38,6 +52,7 @@ def build(config):
 
 
 def time_steps(config, repeats):
+  """Compile time of each step and median step time of ``repeats`` alternated steps."""
   model, steps, batch = build(config)
   compile_s = {}
   for optimize, slot in steps.items():
@@ -62,7 +77,7 @@ def loss_time(config, batch, num_boxes, repeats):
   per_dev = {k: v[0] for k, v in batch.items()}
   grid = config.input.image_size // 32
   b = per_dev["image"].shape[0]
-  c = len(input_pipeline.build_dataset(config, "train").class_names)
+  c = len(pipeline.build_dataset(config, "train").class_names)
   rng = np.random.default_rng(0)
   out = jnp.asarray(rng.normal(size=(b, grid, grid, config.anchors.num, 5 + c)), jnp.float32)
   centre = rng.uniform(0.05, 0.95, (b, num_boxes, 2))
@@ -84,11 +99,12 @@ def loss_time(config, batch, num_boxes, repeats):
 
 
 def report(name, config, repeats):
+  """Prints compile time, step time, throughput and the loss's share for ``config``."""
   compile_s, med, batch = time_steps(config, repeats)
   gb = config.train.batch_size
   print(f"\n== {name}: {config.model.name} width {config.model.width}, "
-        f"{config.input.image_size}px, batch {gb}, {jax.device_count()} {jax.devices()[0].platform} "
-        f"device(s), median of {repeats} alternated steps")
+        f"{config.input.image_size}px, batch {gb}, {jax.device_count()} "
+        f"{jax.devices()[0].platform} device(s), median of {repeats} alternated steps")
   print(f"compile (first step) s: opt {compile_s[True]:.1f}  frozen {compile_s[False]:.1f}")
   print(f"step ms: opt {1e3 * med[True]:.1f}  frozen {1e3 * med[False]:.1f}  "
         f"ratio opt/frozen {med[True] / med[False]:.3f}")
@@ -99,19 +115,17 @@ def report(name, config, repeats):
           f"{100 * lt / med[True]:.1f}% of the step")
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("--repeats", type=int, default=20)
-  parser.add_argument("--full", action="store_true", help="also DarkNet-19 at 416 (slow on CPU)")
-  parser.add_argument("--full_batch", type=int, default=2)
-  args = parser.parse_args()
-  report("demo config (configs/synthetic.py)", synthetic.get_config("demo"), args.repeats)
-  if args.full:
-    config = synthetic.get_config("full")
-    config.train.batch_size = args.full_batch * jax.device_count()
+def main(argv):
+  """Benchmarks the demo config, and with ``--full`` the full DarkNet-19 config."""
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  report("demo config (configs/synthetic.py)", config_lib.load(os.path.join(REPO, "configs/synthetic.py:demo")), FLAGS.repeats)
+  if FLAGS.full:
+    config = config_lib.load(os.path.join(REPO, "configs/synthetic.py:full"))
+    config.train.batch_size = FLAGS.full_batch * jax.device_count()
     config.dataset.max_boxes = 50
-    report("full YOLOv2 (configs/synthetic.py:full)", config, max(3, args.repeats // 5))
+    report("full YOLOv2 (configs/synthetic.py:full)", config, max(3, FLAGS.repeats // 5))
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

@@ -6,21 +6,29 @@ log-normal clusters (below), clipped to [MIN_PX, IMAGE_SIZE] and rounded to
 
   python experiments/examples/make_boxes.py   # -> experiments/examples/boxes.csv
   python -m anchor_jax.anchors --boxes=experiments/examples/boxes.csv --k=5
+
+Other sets: ``--out=FILE.csv --num=2000 --seed=0``.
 """
-import argparse
 import csv
 import os
 
 import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out", os.path.join(os.path.dirname(os.path.abspath(__file__)), "boxes.csv"),
+                    "CSV to write (columns w,h).")
+flags.DEFINE_integer("num", 2000, "Number of boxes.")
+flags.DEFINE_integer("seed", 0, "Sampling seed.")
 
 IMAGE_SIZE = 416
 MIN_PX = 2.0
 # (name, mixture weight, median w px, median h px, log-space std): small
 # roughly square objects, tall ones (people), large wide ones (cars, sofas).
 CLUSTERS = (
-    ('small', 0.45, 28.0, 32.0, 0.35),
-    ('tall', 0.35, 70.0, 160.0, 0.30),
-    ('large_wide', 0.20, 230.0, 170.0, 0.25),
+    ("small", 0.45, 28.0, 32.0, 0.35),
+    ("tall", 0.35, 70.0, 160.0, 0.30),
+    ("large_wide", 0.20, 230.0, 170.0, 0.25),
 )
 
 
@@ -35,20 +43,17 @@ def sample_boxes(num, *, seed):
   return np.clip(np.round(np.exp(log_wh), 1), MIN_PX, IMAGE_SIZE)
 
 
-def main():
-  here = os.path.dirname(os.path.abspath(__file__))
-  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  p.add_argument('--out', default=os.path.join(here, 'boxes.csv'))
-  p.add_argument('--num', type=int, default=2000)
-  p.add_argument('--seed', type=int, default=0)
-  args = p.parse_args()
-  wh = sample_boxes(args.num, seed=args.seed)
-  with open(args.out, 'w', newline='') as f:
-    writer = csv.writer(f, lineterminator='\n')
-    writer.writerow(['w', 'h'])
-    writer.writerows([f'{w:.1f}', f'{h:.1f}'] for w, h in wh)
-  print(f'wrote {len(wh)} boxes to {args.out}')
+def main(argv):
+  """Samples the boxes and writes them to ``--out``."""
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  wh = sample_boxes(FLAGS.num, seed=FLAGS.seed)
+  with open(FLAGS.out, "w", newline="") as f:
+    writer = csv.writer(f, lineterminator="\n")
+    writer.writerow(["w", "h"])
+    writer.writerows([f"{w:.1f}", f"{h:.1f}"] for w, h in wh)
+  print(f"wrote {len(wh)} boxes to {FLAGS.out}")
 
 
-if __name__ == '__main__':
-  main()
+if __name__ == "__main__":
+  app.run(main)

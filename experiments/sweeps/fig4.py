@@ -6,21 +6,21 @@ Variants: ``cpu`` (synthetic ``mixed``), ``cpu_<preset>``; ``paper`` = VOC07 at 
 k-means here is always IoU k-means of the training boxes (darknet's published VOC
 set has 5 anchors only).
 """
-from experiments.sweeps import _common as C
+from experiments.sweeps import _common as common
 
-VARIANTS = C.cpu_variants() + ("paper",)
+VARIANTS = common.cpu_variants() + ("paper",)
 NUM_ANCHORS = tuple(range(3, 10))
-METHODS = {"Baseline (k-means)": ("kmeans", list(C.BASELINE)),
-           "Opt (identical)": ("identical", C.opt())}
+METHODS = {"Baseline (k-means)": ("kmeans", list(common.BASELINE)),
+           "Opt (identical)": ("identical", common.opt())}
 
 
 def get_sweep(arg: str = "cpu") -> dict:
-  config, base, where = C.cpu_or_voc(arg, VARIANTS)
+  config, base, where = common.cpu_or_voc(arg, VARIANTS)
   runs = []
   for num in NUM_ANCHORS:
     for label, (init, overrides) in METHODS.items():
       runs.append({"name": f"A{num}_{label.split()[0].lower()}",
-                   "overrides": [f"--config.anchors.num={num}", C.init(init), *overrides],
+                   "overrides": [f"--config.anchors.num={num}", common.init(init), *overrides],
                    "row": f"A={num}", "col": label})
   table = {"row_header": "Anchors", "rows": [f"A={n}" for n in NUM_ANCHORS],
            "cols": list(METHODS), "diff": {"along": "cols", "base": "Baseline (k-means)"}}

@@ -6,9 +6,9 @@ Variants: ``cpu`` (synthetic ``mixed``), ``cpu_mixed``, ``cpu_tiny``, ``cpu_wide
 CPU study config; ``paper`` = VOC07 at 416 px (Table 1), ``paper_voc544`` (Table 1's
 544 px rows), ``paper_coco`` (Table 2), ``paper_brainwash`` (Table 5).
 """
-from experiments.sweeps import _common as C
+from experiments.sweeps import _common as common
 
-VARIANTS = C.cpu_variants() + C.paper_variants()
+VARIANTS = common.cpu_variants() + common.paper_variants()
 INITS = ("identical", "uniform", "k-means")
 
 # The paper's numbers per dataset: {metric: {row: {col: value}}}.
@@ -30,22 +30,22 @@ PAPER = {
 
 
 def get_sweep(arg: str = "cpu") -> dict:
-  preset, dataset = C.cpu_preset(arg), C.paper_dataset(arg)
+  preset, dataset = common.cpu_preset(arg), common.paper_dataset(arg)
   if preset is not None:
-    config, base, kmeans = C.CPU_CONFIG, [C.preset(preset)], "kmeans"
+    config, base, kmeans = common.CPU_CONFIG, [common.preset(preset)], "kmeans"
     where, paper = f"synthetic `{preset}` preset, CPU study config", None
   elif dataset is not None:
-    config, base, kmeans = C.PAPER_CONFIGS[dataset], [], C.PAPER_KMEANS[dataset]
-    where, paper = C.PAPER_NAMES[dataset], PAPER[dataset]
+    config, base, kmeans = common.PAPER_CONFIGS[dataset], [], common.PAPER_KMEANS[dataset]
+    where, paper = common.PAPER_NAMES[dataset], PAPER[dataset]
   else:
-    raise C.unknown(arg, VARIANTS)
-  methods = {"Baseline": list(C.BASELINE), "Opt": C.opt()}
+    raise common.unknown(arg, VARIANTS)
+  methods = {"Baseline": list(common.BASELINE), "Opt": common.opt()}
   runs = []
   for init in INITS:
     init_value = kmeans if init == "k-means" else init
     for method, overrides in methods.items():
       runs.append({"name": f"{init.replace('-', '')}_{method.lower()}",
-                   "overrides": [C.init(init_value), *overrides],
+                   "overrides": [common.init(init_value), *overrides],
                    "row": init, "col": method})
   table = {"row_header": "Init", "rows": list(INITS), "cols": list(methods),
            "diff": {"along": "cols", "base": "Baseline"}}

@@ -12,17 +12,17 @@ clustering; + BatchNorm without shift. Columns, as the paper's VOC 2007 and Brai
 The paper's Brainwash column equals its Table 5 *uniform* rows (78.03, 79.86), so
 the paper may have used uniform init there; this sweep keeps k-means as its text says.
 """
-from experiments.sweeps import _common as C
+from experiments.sweeps import _common as common
 
-VARIANTS = C.cpu_variants() + ("paper", "paper_voc", "paper_brainwash")
+VARIANTS = common.cpu_variants() + ("paper", "paper_voc", "paper_brainwash")
 CPU_COLUMNS = ("mixed", "tiny")           # stand-ins for VOC 2007 and Brainwash
 PAPER_COLUMNS = ("voc", "brainwash")
 METHODS = {
-    "Baseline": list(C.BASELINE),
-    "Opt": C.opt(soft=False, clust=False, bn=False),
-    "Opt+Soft": C.opt(soft=True, clust=False, bn=False),
-    "Opt+Soft+Clust": C.opt(soft=True, clust=True, bn=False),
-    "Opt+Soft+Clust+BN": C.opt(soft=True, clust=True, bn=True),
+    "Baseline": list(common.BASELINE),
+    "Opt": common.opt(soft=False, clust=False, bn=False),
+    "Opt+Soft": common.opt(soft=True, clust=False, bn=False),
+    "Opt+Soft+Clust": common.opt(soft=True, clust=True, bn=False),
+    "Opt+Soft+Clust+BN": common.opt(soft=True, clust=True, bn=True),
 }
 PAPER = {"voc": [76.83, 77.06, 77.38, 77.56, 77.99],
          "brainwash": [78.03, 78.89, 79.12, 79.42, 79.86]}
@@ -30,16 +30,16 @@ PAPER = {"voc": [76.83, 77.06, 77.38, 77.56, 77.99],
 
 def _columns(arg: str):
   """[(key, column label, config spec, overrides, k-means init)], paper numbers or None."""
-  presets = CPU_COLUMNS if arg == "cpu" else (C.cpu_preset(arg),)
+  presets = CPU_COLUMNS if arg == "cpu" else (common.cpu_preset(arg),)
   if presets[0] is not None:
-    return [(p, p, C.CPU_CONFIG, [C.preset(p)], "kmeans") for p in presets], None
+    return [(p, p, common.CPU_CONFIG, [common.preset(p)], "kmeans") for p in presets], None
   datasets = {"paper": PAPER_COLUMNS, "paper_voc": ("voc",),
               "paper_brainwash": ("brainwash",)}.get(arg)
   if datasets is None:
-    raise C.unknown(arg, VARIANTS)
-  columns = [(d, C.PAPER_NAMES[d], C.PAPER_CONFIGS[d], [], C.PAPER_KMEANS[d])
+    raise common.unknown(arg, VARIANTS)
+  columns = [(d, common.PAPER_NAMES[d], common.PAPER_CONFIGS[d], [], common.PAPER_KMEANS[d])
              for d in datasets]
-  paper = {row: {C.PAPER_NAMES[d]: PAPER[d][i] for d in datasets}
+  paper = {row: {common.PAPER_NAMES[d]: PAPER[d][i] for d in datasets}
            for i, row in enumerate(METHODS)}
   return columns, {"AP50": paper}
 
@@ -51,7 +51,7 @@ def get_sweep(arg: str = "cpu") -> dict:
     for method, method_overrides in METHODS.items():
       runs.append({"name": f"{key}_{method.lower().replace('+', '_')}", "config": config,
                    "row": method, "col": label,
-                   "overrides": [*overrides, C.init(kmeans), *method_overrides]})
+                   "overrides": [*overrides, common.init(kmeans), *method_overrides]})
   table = {"row_header": "Method", "rows": list(METHODS), "cols": [c[1] for c in columns],
            "diff": {"along": "rows", "base": "Baseline"}}
   if paper:

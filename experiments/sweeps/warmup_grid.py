@@ -9,22 +9,22 @@ identical anchors is the reference each cell is compared with.
 
 Variants: ``cpu`` (synthetic ``mixed``), ``cpu_<preset>``; ``paper`` = VOC07 at 416 px.
 """
-from experiments.sweeps import _common as C
+from experiments.sweeps import _common as common
 
-VARIANTS = C.cpu_variants() + ("paper",)
+VARIANTS = common.cpu_variants() + ("paper",)
 TEMPERATURES = (0.5, 1.0, 2.0, 4.0)
 CLUSTER_WEIGHTS = (0.1, 0.5, 1.0, 2.0)
 REFERENCE = "baseline_identical"
 
 
 def get_sweep(arg: str = "cpu") -> dict:
-  config, base, where = C.cpu_or_voc(arg, VARIANTS)
-  base = [*base, C.init("identical")]
-  runs = [{"name": REFERENCE, "overrides": list(C.BASELINE)}]
+  config, base, where = common.cpu_or_voc(arg, VARIANTS)
+  base = [*base, common.init("identical")]
+  runs = [{"name": REFERENCE, "overrides": list(common.BASELINE)}]
   for t0 in TEMPERATURES:
     for lam0 in CLUSTER_WEIGHTS:
       runs.append({"name": f"T{t0:g}_lam{lam0:g}",
-                   "overrides": [*C.opt(), f"--config.anchors.temperature={t0}",
+                   "overrides": [*common.opt(), f"--config.anchors.temperature={t0}",
                                  f"--config.anchors.cluster_weight={lam0}"],
                    "row": f"T0={t0:g}", "col": f"λ0={lam0:g}"})
   table = {"row_header": "T0 \\ λ0", "rows": [f"T0={t:g}" for t in TEMPERATURES],

@@ -1,0 +1,210 @@
+"""Datasets by config name, and the host-side batch streams for training and eval.
+
+A dataset is any object with the interface of ``data.detection.DetectionDataset``:
+``batch(indices, *, image_size, augment_seeds)`` -> dict of NumPy arrays
+(``image`` uint8 [B, S, S, 3], ``boxes`` float32 [B, M, 4] xyxy in [0, 1],
+``labels`` int32 [B, M], ``mask``/``difficult`` bool [B, M], ``image_id`` [B],
+``orig_hw`` [B, 2], ``replaced`` [B]), ``ground_truth(index)`` in original pixels,
+``class_names``, ``category_ids``, ``num_examples`` (None: unbounded),
+``boxes_wh(n, image_size=)`` and ``stats`` (skip/drop/truncation counters).
+
+The training stream is a pure function of (seed, step): the global batch of
+step s holds stream positions ``[s * B, (s + 1) * B)``, mapped to dataset
+indices through a per-epoch permutation for finite datasets; process p takes
+its contiguous slice, and each example's augmentation is seeded by (seed,
+position). Resuming at step s therefore reproduces exactly the batches an
+uninterrupted run would have seen, on any number of processes.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import functools
+import queue
+import threading
+from typing import Iterator
+
+import numpy as np
+
+from anchor_jax.data import augment as augment_lib
+from anchor_jax.data import coco_json, synthetic, tfds_datasets, voc_folder
+
+DATASETS = ("synthetic", "voc", "coco", "brainwash", "voc_folder", "coco_json")
+
+
+def build_dataset(config, split: str):
+  """The dataset named by ``config.dataset.name`` for ``split`` ('train' | 'eval')."""
+  d = config.dataset
+  name = d.name
+  if name == "synthetic":
+    size = (config.input.eval_image_size or config.input.image_size) if split == "eval" \
+        else config.input.image_size
+    return synthetic.SyntheticDataset(
+        preset=d.preset, image_size=size, max_boxes=d.max_boxes, seed=config.seed, split=split,
+        num_classes=d.num_classes or None,
+        num_examples=((d.eval_examples or 256) if split == "eval"
+                      else (d.train_examples or None)))
+  augment_config = augment_lib.AugmentConfig.from_config(config.augment) \
+      if split == "train" else None
+  common = dict(path=d.path, max_boxes=d.max_boxes, augment_config=augment_config)
+  if name == "voc_folder":
+    class_names = list(d.class_names) or None
+    if split == "eval" and class_names is None:  # number classes as the train split does
+      class_names = voc_folder.VocFolderDataset(
+          split=d.train_split, **{**common, "augment_config": None}).class_names
+    return voc_folder.VocFolderDataset(
+        split=d.train_split if split == "train" else d.eval_split, class_names=class_names,
+        **common)
+  if name == "coco_json":
+    return coco_json.CocoJsonDataset(split=d.train_split if split == "train" else d.eval_split,
+                                     image_dir=d.image_dir or None, **common)
+  if name in ("voc", "coco", "brainwash"):
+    cls = {"voc": tfds_datasets.VocDataset, "coco": tfds_datasets.CocoDataset,
+           "brainwash": tfds_datasets.BrainwashDataset}[name]
+    return cls(split=split, **common)
+  raise ValueError(f"Unknown dataset.name={name!r}; choose one of {DATASETS}.")
+
+
+def train_image_size(step: int, config) -> int:
+  """The training input size at ``step``: ``input.image_size``, or with multi-scale one
+  of ``input.multiscale_sizes``, switched every ``input.multiscale_every`` steps."""
+  sizes = tuple(config.input.multiscale_sizes)
+  if not sizes:
+    return config.input.image_size
+  return augment_lib.multiscale_size(step, sizes=sizes, every=config.input.multiscale_every,
+                                     seed=config.seed)
+
+
+def augment_seed(seed: int, position: int) -> int:
+  """A per-example augmentation seed from (run seed, stream position): a fresh
+  random draw for every epoch, reproducible on resume."""
+  return int(np.random.SeedSequence([seed, position]).generate_state(1)[0])
+
+
+def position_to_index(position: int, *, num_examples: int | None, seed: int) -> int:
+  """Maps a stream position to a dataset index: identity for unbounded data,
+  otherwise a fresh permutation per epoch (deterministic by seed and epoch)."""
+  if num_examples is None:
+    return position
+  epoch, offset = divmod(position, num_examples)
+  return int(_epoch_permutation(num_examples, seed, epoch)[offset])
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+  return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+def local_positions(step: int, *, global_batch: int, process_index: int,
+                    process_count: int) -> np.ndarray:
+  """Stream positions of this process's contiguous share of the global batch of ``step``."""
+  per_process = global_batch // process_count
+  start = step * global_batch + process_index * per_process
+  return np.arange(start, start + per_process)
+
+
+def train_stream(dataset, config, *, start_step: int, process_index: int,
+                 process_count: int) -> Iterator[tuple[int, dict]]:
+  """Yields ``(step, local batch)`` from ``start_step`` on, prepared by a thread.
+
+  The batch of a step depends only on (seed, step, process), so a resumed run
+  sees exactly the batches the uninterrupted run would have seen. With
+  ``dataset.workers`` > 1 that many threads prepare consecutive steps at once (decode and
+  augmentation release the GIL); the batches and their order are the same as with one.
+  """
+  global_batch, seed = config.train.batch_size, config.seed
+  if global_batch % process_count:
+    raise ValueError(f"train.batch_size={global_batch} must divide by the "
+                     f"{process_count} processes.")
+  num_examples = getattr(dataset, "num_examples", None)
+
+  def make(step):
+    positions = local_positions(step, global_batch=global_batch, process_index=process_index,
+                                process_count=process_count)
+    indices = [position_to_index(int(p), num_examples=num_examples, seed=seed)
+               for p in positions]
+    batch = dataset.batch(indices, image_size=train_image_size(step, config),
+                          augment_seeds=[augment_seed(seed, int(p)) for p in positions])
+    return step, batch
+  workers = config.dataset.workers
+  steps = _count(start_step)
+  batches = _ordered_map(make, steps, workers) if workers > 1 else map(make, steps)
+  return _prefetch(batches, config.dataset.prefetch)
+
+
+def eval_batches(dataset, *, batch_size: int, image_size: int) -> Iterator[dict]:
+  """The whole eval split in order, resized to ``image_size``; the last batch is padded
+  by repeating its final example. ``valid`` [B] marks real rows (not padding, and not a
+  stand-in for an unreadable image); ``index`` [B] is the dataset index."""
+  n = len(dataset)
+  for start in range(0, n, batch_size):
+    idx = np.arange(start, min(start + batch_size, n))
+    valid = np.ones(batch_size, bool)
+    valid[len(idx):] = False
+    idx = np.concatenate([idx, np.full(batch_size - len(idx), idx[-1])])
+    batch = dataset.batch(idx, image_size=image_size)
+    batch["valid"] = valid & ~batch["replaced"]
+    batch["index"] = idx
+    yield batch
+
+
+def _count(start):
+  while True:
+    yield start
+    start += 1
+
+
+def _ordered_map(fn, items, workers: int):
+  """``map(fn, items)`` computed by ``workers`` threads, at most ``workers`` items ahead
+  of the consumer, in input order. ``items`` may be endless; closing the generator
+  lets the calls in flight finish and starts no more."""
+  with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="batch") as pool:
+    pending: collections.deque = collections.deque()
+    try:
+      for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= workers:
+          yield pending.popleft().result()
+      while pending:
+        yield pending.popleft().result()
+    finally:
+      for future in pending:
+        future.cancel()
+
+
+def _prefetch(iterator, size: int):
+  """Runs ``iterator`` in a daemon thread, ``size`` items ahead. Errors re-raise here."""
+  if size <= 0:
+    yield from iterator
+    return
+  q: queue.Queue = queue.Queue(maxsize=size)
+  stop = threading.Event()
+  done = object()
+
+  def work():
+    try:
+      for item in iterator:
+        while not stop.is_set():
+          try:
+            q.put(item, timeout=0.1)
+            break
+          except queue.Full:
+            continue
+        if stop.is_set():
+          return
+    except BaseException as e:  # surfaced in the consumer
+      q.put(e)
+    q.put(done)
+
+  thread = threading.Thread(target=work, daemon=True)
+  thread.start()
+  try:
+    while True:
+      item = q.get()
+      if item is done:
+        return
+      if isinstance(item, BaseException):
+        raise item
+      yield item
+  finally:
+    stop.set()

@@ -1,0 +1,97 @@
+"""The default experiment: every config key that code reads, with darknet/paper values.
+
+The experiment configs in ``configs/`` start from ``base_config()`` and change what
+differs. Keys are validated by ``anchor_jax.config_lib.validate`` before a run starts.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+# Paper §4.2.1 (VOC): (0-100: 1e-4), (100-15k: 1e-3), (15k-27k: 1e-4), (27k-30k: 1e-5).
+PAPER_VOC_LR = ((0, 1e-4), (100, 1e-3), (15000, 1e-4), (27000, 1e-5))
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.dataset = ml_collections.ConfigDict(dict(
+      name="synthetic",      # synthetic | voc | coco | brainwash | voc_folder | coco_json
+      path="",               # voc_folder/coco_json folder; TFDS data_dir for voc/coco/brainwash
+      class_names=(),        # voc_folder: class list (empty: read from the train split)
+      train_split="trainval",  # voc_folder: ImageSets/Main/<split>.txt; coco_json: instances_<split>
+      eval_split="test",
+      image_dir="",          # coco_json: image folder if not <path>/<split>/
+      preset="mixed",        # synthetic only: tiny | wide | mixed
+      num_classes=0,         # 0: take it from the dataset
+      max_boxes=50,          # GT slots per image (padding + mask)
+      train_examples=0,      # synthetic train split size (0: unbounded, fresh images)
+      eval_examples=0,       # synthetic eval split size (0: the dataset's default)
+      prefetch=2,            # batches prepared ahead by a host thread
+      workers=0,             # > 1: threads preparing consecutive batches at once (same batches)
+  ))
+
+  c.input = ml_collections.ConfigDict(dict(
+      image_size=416,        # training input (pixels, multiple of 32)
+      eval_image_size=0,     # test-time resize (0: same as image_size)
+      multiscale_sizes=(),   # e.g. (320, 352, ..., 608): darknet's multi-scale training
+      multiscale_every=10,   # steps between size switches
+  ))
+
+  # Training augmentation of real datasets (darknet yolov2-voc.cfg values);
+  # see anchor_jax/data/augment.py. The synthetic data is generated fresh instead.
+  c.augment = ml_collections.ConfigDict(dict(
+      jitter=0.2, flip=True, hue=0.1, saturation=1.5, exposure=1.5,
+      min_box_px=2.0, min_visible=0.0, fill=0.5,
+  ))
+
+  c.model = ml_collections.ConfigDict(dict(
+      name="darknet19",      # darknet19 | tiny
+      width=1.0,             # channel multiplier
+      bn_momentum=0.99,
+      dtype="float32",
+  ))
+
+  c.anchors = ml_collections.ConfigDict(dict(
+      num=5,
+      init="kmeans",         # identical | uniform | kmeans | voc | coco | "w,h w,h ..."
+      kmeans_images=2000,    # training images whose boxes feed k-means
+      optimize=True,         # False = Baseline: anchors get a zero update
+      lr_mult=1.0,           # anchors' learning rate = lr * lr_mult
+      soft_assign_steps=1500,  # Eq. 10 warm-up length (T: temperature -> 0)
+      temperature=2.0,       # T0; 0 disables soft assignment
+      cluster_steps=1500,    # Eq. 11 warm-up length (lambda: cluster_weight -> 0)
+      cluster_weight=1.0,    # lambda0; 0 disables online clustering
+      bn_no_shift=True,      # BatchNorm without shift on t_w, t_h
+      assign_metric="iou",   # iou | l2
+  ))
+
+  c.loss = ml_collections.ConfigDict(dict(
+      coord_scale=1.0, object_scale=5.0, noobject_scale=1.0, class_scale=1.0,
+      ignore_thresh=0.6, rescore=True,
+      prior_scale=0.01, prior_images=12800,   # darknet's early pull to the anchors
+  ))
+
+  c.train = ml_collections.ConfigDict(dict(
+      steps=30000,
+      batch_size=64,         # global batch, split over all devices of all hosts
+      lr_schedule=PAPER_VOC_LR,
+      burn_in_steps=1000,
+      burn_in_power=4.0,
+      momentum=0.9,
+      weight_decay=5e-4,
+      log_every=100,
+      checkpoint_every=1000,
+      keep_checkpoints=3,
+  ))
+
+  c.eval = ml_collections.ConfigDict(dict(
+      every_steps=5000,
+      metric="voc07",        # voc07 | voc12 | coco | brainwash
+      batch_size=32,
+      nms_iou=0.45,
+      max_dets=300,
+      score_thresh=0.005,
+      plot=True,             # write anchors.png (Figure 2) at the end
+  ))
+  return c

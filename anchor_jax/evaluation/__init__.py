@@ -1,0 +1,2 @@
+"""Evaluation: decoding, NMS, VOC/COCO metrics, the accumulator, and running a model over
+an eval split."""

@@ -1,0 +1,1 @@
+"""The detector: YOLOv2 (DarkNet-19 or the small CPU variant) in flax.linen."""

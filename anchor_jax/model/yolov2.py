@@ -1,0 +1,296 @@
+"""YOLOv2 (DarkNet-19 + passthrough head) in flax.linen, with learnable anchors.
+
+The model maps images ``[B, S, S, 3]`` to raw predictions ``[B, S/32, S/32, A, 5 + C]``
+with channels ``(t_x, t_y, t_w, t_h, t_o, class logits...)``; decoding and the loss live
+elsewhere (they read the anchors from the param tree, see ``YOLOHead``).
+
+Layers follow darknet's ``yolov2-voc.cfg``:
+  * conv = Conv (no bias) + BatchNorm + LeakyReLU(0.1), 'SAME' padding, kernels
+    initialised as darknet does (``sqrt(2 / fan_in) * U(-1, 1)``);
+  * max-pool 2x2 / 2;
+  * head: 3x3 1024, 3x3 1024; passthrough from the stride-16 feature (1x1 64 conv,
+    space-to-depth x2); concat [passthrough, head] (darknet's ``route -1,-4``);
+    3x3 1024; 1x1 conv with bias to ``A * (5 + C)``, linear.
+
+Differences from darknet, all immaterial when training from scratch:
+  * space-to-depth uses TensorFlow's channel order (see ``space_to_depth``), not
+    darknet's ``reorg`` order, so darknet weights cannot be loaded as-is;
+  * BatchNorm normalises by ``sqrt(var + eps)`` with the biased variance (darknet:
+    ``sqrt(var_unbiased) + 1e-6``).
+
+"BN without shift" (paper §3.2.3, ``bn_no_shift=True``): the ``t_w, t_h`` outputs pass
+through a BatchNorm with a scale and no bias, so they are zero-mean over the batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from anchor_jax.core import region
+
+# A backbone layer: ``(kernel_size, channels)`` for a conv, or ``MAXPOOL``.
+MAXPOOL = "M"
+
+
+@dataclasses.dataclass(frozen=True)
+class Arch:
+  """An architecture: backbone layer list and head widths (before ``width`` scaling).
+
+  The passthrough source is the feature map entering the *last* max-pool (stride 16).
+  """
+  layers: tuple
+  head_channels: int  # the three 3x3 convs of the detection head
+  passthrough_channels: int  # the 1x1 conv before space-to-depth
+
+
+ARCHS = {
+    # DarkNet-19 as yolov2-voc.cfg (layers 0-22), head layers 23-30.
+    "darknet19": Arch(
+        layers=(
+            (3, 32), MAXPOOL,
+            (3, 64), MAXPOOL,
+            (3, 128), (1, 64), (3, 128), MAXPOOL,
+            (3, 256), (1, 128), (3, 256), MAXPOOL,
+            (3, 512), (1, 256), (3, 512), (1, 256), (3, 512), MAXPOOL,  # 26x26x512 -> pass
+            (3, 1024), (1, 512), (3, 1024), (1, 512), (3, 1024),
+        ),
+        head_channels=1024,
+        passthrough_channels=64,
+    ),
+    # Small variant for CPU tests and demos: six 3x3 conv stages (five max-pools to
+    # stride 32, as yolov2-tiny) and the same head structure, passthrough included.
+    "tiny": Arch(
+        layers=(
+            (3, 16), MAXPOOL,
+            (3, 32), MAXPOOL,
+            (3, 64), MAXPOOL,
+            (3, 128), MAXPOOL,
+            (3, 256), MAXPOOL,  # stride-16 feature -> passthrough
+            (3, 512),
+        ),
+        head_channels=512,
+        passthrough_channels=32,
+    ),
+}
+
+STRIDE = region.STRIDE  # every architecture has five 2x2 max-pools
+DTYPES = ("float32", "bfloat16", "float16")  # model.dtype: the compute dtype
+
+
+def darknet_kernel_init():
+  """darknet's conv init, ``sqrt(2 / (k*k*Cin)) * U(-1, 1)`` (AlexeyAB/darknet).
+
+  pjreddie/darknet draws ``sqrt(2 / fan_in) * N(0, 1)`` instead; the uniform draw is
+  kept because XLA on CPU compiles it several times faster than a normal draw (seconds
+  per kernel shape), which matters for tests and CPU demos. Variance is 2 / (3 fan_in).
+  """
+  return nn.initializers.variance_scaling(2.0 / 3.0, "fan_in", "uniform")
+
+
+def scale_channels(channels: int, width: float, *, min_channels: int) -> int:
+  """Width multiplier rule: ``max(round(channels * width), min_channels)``."""
+  return max(int(round(channels * width)), min_channels)
+
+
+def space_to_depth(x, block_size: int = 2):
+  """[B, H, W, C] -> [B, H/b, W/b, b*b*C], TensorFlow's ``space_to_depth`` order.
+
+  Output channel ``(dy * b + dx) * C + c`` holds input pixel ``(b*i + dy, b*j + dx)``
+  channel ``c``. (darknet's ``reorg`` permutes channels differently; any fixed order is
+  equivalent when training from scratch.)
+  """
+  b, h, w, c = x.shape
+  if h % block_size or w % block_size:
+    raise ValueError(f"spatial size {(h, w)} not divisible by {block_size}")
+  x = x.reshape(b, h // block_size, block_size, w // block_size, block_size, c)
+  x = x.transpose(0, 1, 3, 2, 4, 5)  # [B, H/b, W/b, dy, dx, C]
+  return x.reshape(b, h // block_size, w // block_size, block_size * block_size * c)
+
+
+class ConvBN(nn.Module):
+  """darknet ``[convolutional] batch_normalize=1 activation=leaky``."""
+  features: int
+  kernel_size: int
+  bn_momentum: float
+  bn_epsilon: float
+  bn_axis_name: str | None
+  leaky_slope: float
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    k = self.kernel_size
+    x = nn.Conv(self.features, (k, k), padding="SAME", use_bias=False, dtype=self.dtype,
+                kernel_init=darknet_kernel_init(), name="conv")(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                     epsilon=self.bn_epsilon, axis_name=self.bn_axis_name,
+                     dtype=self.dtype, name="bn")(x)
+    return nn.leaky_relu(x, negative_slope=self.leaky_slope)
+
+
+class YOLOHead(nn.Module):
+  """Final 1x1 prediction conv, optional BN-without-shift, and the learnable anchors.
+
+  ``anchor_log_wh`` ([A, 2], log of (w, h) in grid-cell units) is declared here so that it
+  sits at ``params['head']['anchor_log_wh']``. The forward pass does not use it: the loss
+  and the decoder read it from the params.
+
+  With ``bn_no_shift`` the final conv's bias on the t_w/t_h channels is kept but is
+  redundant (the BN removes any per-channel constant; in train mode its gradient is 0).
+  """
+  num_classes: int
+  anchors: Sequence[Sequence[float]]
+  bn_no_shift: bool
+  bn_momentum: float
+  bn_epsilon: float
+  bn_axis_name: str | None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    num_anchors = len(self.anchors)
+    init_log_wh = np.log(np.asarray(self.anchors, np.float32))  # [A, 2]
+    if init_log_wh.shape != (num_anchors, 2):
+      raise ValueError(f"anchors must be (w, h) pairs, got shape {init_log_wh.shape}")
+    self.param("anchor_log_wh", lambda _, shape: jnp.asarray(init_log_wh).reshape(shape),
+               (num_anchors, 2))
+
+    out_channels = 5 + self.num_classes
+    x = nn.Conv(num_anchors * out_channels, (1, 1), padding="SAME", use_bias=True,
+                dtype=self.dtype, kernel_init=darknet_kernel_init(), name="pred")(x)
+    b, h, w, _ = x.shape
+    x = x.reshape(b, h, w, num_anchors, out_channels)  # [B, H, W, A, 5 + C]
+    if self.bn_no_shift:
+      # Normalise t_w, t_h per (anchor, channel) over B x H x W; scale only.
+      t_wh = nn.BatchNorm(use_running_average=not train, axis=(-2, -1), use_bias=False,
+                          use_scale=True, momentum=self.bn_momentum,
+                          epsilon=self.bn_epsilon, axis_name=self.bn_axis_name,
+                          dtype=self.dtype, name="wh_bn")(x[..., 2:4])  # [B, H, W, A, 2]
+      x = jnp.concatenate([x[..., :2], t_wh, x[..., 4:]], axis=-1)
+    return x
+
+
+class YOLOv2(nn.Module):
+  """YOLOv2 detector: ``__call__(x [B, S, S, 3], *, train) -> [B, S/32, S/32, A, 5 + C]``.
+
+  Fields:
+    num_classes: C.
+    anchors: initial anchors, A (w, h) pairs in grid-cell (stride-32) units; used only to
+      initialise ``params['head']['anchor_log_wh']``.
+    width: channel multiplier; every conv except the prediction conv gets
+      ``max(round(c * width), min_channels)`` channels.
+    backbone: 'darknet19' (yolov2-voc.cfg) or 'tiny' (see ``ARCHS``).
+    bn_no_shift: BatchNorm (scale, no bias) on the t_w, t_h outputs (paper §3.2.3).
+    bn_axis_name: pmap axis over which BatchNorm statistics are averaged, or None.
+    bn_momentum: running-average decay; 0.99 as darknet (``rolling = .99 rolling + .01 batch``).
+    bn_epsilon: BatchNorm epsilon.
+    leaky_slope: LeakyReLU negative slope (darknet: 0.1).
+    min_channels: floor of the width rule.
+    dtype: compute dtype (params stay float32; the output is cast to float32).
+  """
+  num_classes: int
+  anchors: Sequence[Sequence[float]]
+  width: float = 1.0
+  backbone: str = "darknet19"
+  bn_no_shift: bool = False
+  bn_axis_name: str | None = None
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-5
+  leaky_slope: float = 0.1
+  min_channels: int = 8
+  dtype: Any = jnp.float32
+
+  def _conv(self, channels, kernel_size, name):
+    return ConvBN(scale_channels(channels, self.width, min_channels=self.min_channels),
+                  kernel_size, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
+                  bn_axis_name=self.bn_axis_name, leaky_slope=self.leaky_slope,
+                  dtype=self.dtype, name=name)
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    if self.backbone not in ARCHS:
+      raise ValueError(f"unknown backbone {self.backbone!r}; choose from {sorted(ARCHS)}")
+    arch = ARCHS[self.backbone]
+    if x.shape[1] % STRIDE or x.shape[2] % STRIDE:
+      raise ValueError(f"input size {x.shape[1:3]} must be a multiple of {STRIDE}")
+    x = jnp.asarray(x, self.dtype)  # [B, S, S, 3]
+
+    # Backbone; remember the feature entering the last max-pool (stride 16).
+    last_pool = max(i for i, layer in enumerate(arch.layers) if layer == MAXPOOL)
+    conv_index = 0
+    for i, layer in enumerate(arch.layers):
+      if layer == MAXPOOL:
+        if i == last_pool:
+          fine = x  # [B, S/16, S/16, c16]
+        x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+      else:
+        kernel_size, channels = layer
+        x = self._conv(channels, kernel_size, f"backbone_conv{conv_index}")(x, train=train)
+        conv_index += 1
+    # x: [B, S/32, S/32, c32]
+
+    # Detection head with passthrough.
+    x = self._conv(arch.head_channels, 3, "detect_conv1")(x, train=train)
+    x = self._conv(arch.head_channels, 3, "detect_conv2")(x, train=train)
+    p = self._conv(arch.passthrough_channels, 1, "passthrough_conv")(fine, train=train)
+    p = space_to_depth(p, 2)  # [B, S/32, S/32, 4 * c_pass]
+    x = jnp.concatenate([p, x], axis=-1)  # darknet route -1,-4: reorg first
+    x = self._conv(arch.head_channels, 3, "detect_conv3")(x, train=train)
+    x = YOLOHead(self.num_classes, tuple(map(tuple, self.anchors)),
+                 bn_no_shift=self.bn_no_shift, bn_momentum=self.bn_momentum,
+                 bn_epsilon=self.bn_epsilon, bn_axis_name=self.bn_axis_name,
+                 dtype=self.dtype, name="head")(x, train=train)
+    return jnp.asarray(x, jnp.float32)  # [B, S/32, S/32, A, 5 + C]
+
+
+def from_config(config, *, num_classes: int, anchors, axis_name: str | None = None) -> YOLOv2:
+  """The model of ``config.model`` / ``config.anchors.bn_no_shift`` with ``num_classes``
+  classes and initial ``anchors`` [A, 2] (grid units); ``axis_name``: the pmap axis of
+  cross-device BatchNorm (None outside pmap)."""
+  return YOLOv2(
+      num_classes=num_classes, anchors=tuple(map(tuple, np.asarray(anchors).tolist())),
+      width=config.model.width, backbone=config.model.name,
+      bn_no_shift=config.anchors.bn_no_shift, bn_axis_name=axis_name,
+      bn_momentum=config.model.bn_momentum, dtype=jnp.dtype(config.model.dtype))
+
+
+def count_params(params) -> int:
+  """Number of scalars in a pytree (arrays or ``jax.ShapeDtypeStruct``s from eval_shape).
+
+  Pass ``variables['params']`` for the trainable count (BN running stats live in
+  ``batch_stats`` and are not counted).
+  """
+  return int(sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(params)))
+
+
+def forward_flops(model: nn.Module, image_size: int, *, batch_size: int = 1) -> int:
+  """Analytic forward FLOPs: ``sum over convs of 2 * k*k * Cin * Cout * Hout * Wout``.
+
+  Counts multiply-adds of convolutions only (as darknet's "BFLOPs"); BatchNorm,
+  activations, pooling and bias adds are ignored. Shapes come from ``jax.eval_shape``, so
+  nothing is computed.
+  """
+  x = jax.ShapeDtypeStruct((batch_size, image_size, image_size, 3), jnp.float32)
+  is_conv: Callable[[nn.Module, str], bool] = lambda mdl, _: isinstance(mdl, nn.Conv)
+
+  def shapes(rng, images):
+    variables = model.init(rng, images, train=False)
+    _, state = model.apply(variables, images, train=False,
+                           capture_intermediates=is_conv, mutable=["intermediates"])
+    return variables["params"], state["intermediates"]
+
+  rng = jax.eval_shape(jax.random.key, 0)  # only the key's shape matters here
+  params, outputs = jax.eval_shape(shapes, rng, x)
+  params = traverse_util.flatten_dict(params)
+  total = 0
+  for path, (out,) in traverse_util.flatten_dict(outputs).items():
+    kernel = params[path[:-1] + ("kernel",)]  # [k, k, Cin, Cout]
+    b_out, h_out, w_out, _ = out.shape
+    total += 2 * int(np.prod(kernel.shape)) * b_out * h_out * w_out
+  return total

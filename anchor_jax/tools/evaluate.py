@@ -1,0 +1,84 @@
+"""Score detections, or a training run's latest checkpoint; prints one JSON object.
+
+  python -m anchor_jax.evaluate --gt=GT.json --dets=DETS.json --metric=voc07|voc12|coco|brainwash
+  python -m anchor_jax.evaluate --workdir=DIR [--export=DETS.json]
+
+``--gt`` is COCO-format ground truth (annotations may carry ``"difficult": 1``), ``--dets``
+a COCO results list (``anchor_jax/evaluation/coco_files.py`` gives the format). The
+output has ``AP50``, ``AP`` (coco), ``per_class`` {category name: AP} and ``num_dropped``
+(detections with NaN/inf score or box). The devkit's numbers come out exactly when the
+GT holds the XML corners as x = xmin, w = xmax - xmin (as TFDS's voc boxes, times the
+image size, do); converters that write w = xmax - xmin + 1 make every GT one pixel wider.
+
+``--workdir`` evaluates the latest checkpoint of a training run on its config's eval split
+with its ``eval.metric``, appends the result to ``DIR/eval.jsonl`` (as training does) and
+can export the detections in COCO results format.
+
+A malformed file, an unknown image or category id, or a missing workdir: one line on
+stderr, exit status 2.
+"""
+from __future__ import annotations
+
+import json
+
+from absl import flags
+
+from anchor_jax import workdir as workdir_lib
+from anchor_jax.data import pipeline
+from anchor_jax.evaluation import accumulator, coco_files, runner
+from anchor_jax.model import yolov2
+from anchor_jax.tools import cli
+from anchor_jax.training import checkpoint as ckpt_lib
+
+
+def define_flags(fv: flags.FlagValues, argv) -> None:
+  del argv
+  flags.DEFINE_string("gt", None, "COCO-format ground-truth JSON.", flag_values=fv)
+  flags.DEFINE_string("dets", None, "COCO results-format detections JSON.", flag_values=fv)
+  flags.DEFINE_enum("metric", "voc07", accumulator.METRICS, "Metric for --gt/--dets.",
+                    flag_values=fv)
+  flags.DEFINE_string("workdir", None, "Training workdir: evaluate its latest checkpoint.",
+                      flag_values=fv)
+  flags.DEFINE_string("export", None, "With --workdir: write the detections (COCO results) "
+                      "here.", flag_values=fv)
+
+
+def evaluate_workdir(workdir: str, *, export_path: str | None = None) -> dict:
+  """Evaluates the latest checkpoint of a training workdir on its eval split and appends
+  the result to ``eval.jsonl`` (as the training loop does)."""
+  config = workdir_lib.read_config(workdir)
+  checkpointer = ckpt_lib.Checkpointer(workdir, keep=config.train.keep_checkpoints)
+  try:
+    step = checkpointer.latest_step()
+    if step is None:
+      raise workdir_lib.WorkdirError(f"No checkpoint in {checkpointer.directory}; train first.")
+    state = checkpointer.restore_raw(step)
+  finally:
+    checkpointer.close()
+  eval_ds = pipeline.build_dataset(config, "eval")
+  num_classes = config.dataset.num_classes or len(eval_ds.class_names)
+  model = yolov2.from_config(config, num_classes=num_classes,
+                             anchors=[[1.0, 1.0]] * config.anchors.num)
+  evaluator = runner.Evaluator(config, eval_ds, model=model)
+  result = evaluator.run(state["params"], state["batch_stats"], export_path=export_path)
+  workdir_lib.append_eval(workdir, step, "eval", result)
+  return {**result, "step": step}
+
+
+def main(fv: flags.FlagValues, args) -> int:
+  if args:
+    raise cli.UsageError(f"unexpected arguments {args}")
+  if bool(fv.workdir) == bool(fv.gt or fv.dets) or (not fv.workdir and not (fv.gt and fv.dets)):
+    raise cli.UsageError("give either --workdir=DIR, or both --gt=GT.json and --dets=DETS.json")
+  if fv.workdir:
+    result = evaluate_workdir(fv.workdir, export_path=fv.export)
+  else:
+    result = coco_files.evaluate_files(fv.gt, fv.dets, fv.metric)
+  print(json.dumps(result))
+  return 0
+
+
+def run(argv=None) -> int:
+  """Runs the tool on ``argv`` (the arguments, default sys.argv[1:]); returns the exit
+  status."""
+  return cli.run(define_flags, main, argv, doc=__doc__)

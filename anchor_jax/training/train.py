@@ -1,0 +1,335 @@
+"""Training and evaluation of YOLOv2 with learnable anchors (the main job).
+
+``train_and_evaluate(config, workdir)`` reads top to bottom: set-up, input,
+model and anchors, optimiser and schedules, state (fresh or restored), the
+pmapped ``train_step``, then the loop with logging, checkpoints and evals.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import signal
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+from anchor_jax import config_lib
+from anchor_jax import workdir as workdir_lib
+from anchor_jax.analysis import plots
+from anchor_jax.core import anchors as anchors_lib
+from anchor_jax.core import losses
+from anchor_jax.core.region import STRIDE
+from anchor_jax.data import pipeline
+from anchor_jax.errors import UserError
+from anchor_jax.evaluation import runner
+from anchor_jax.model import yolov2
+from anchor_jax.training import checkpoint as ckpt_lib
+from anchor_jax.training import logs, optim, parallel
+
+TRAIN_KEYS = ("image", "boxes", "labels", "mask", "difficult")   # what the step reads
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+
+@flax.struct.dataclass
+class Schedules:
+  """Per-step hyper-parameters, all functions of the step (optax schedules)."""
+  lr: Any = flax.struct.field(pytree_node=False)
+  temperature: Any = flax.struct.field(pytree_node=False)
+  cluster_weight: Any = flax.struct.field(pytree_node=False)
+
+
+def make_schedules(config) -> Schedules:
+  a = config.anchors
+  return Schedules(
+      lr=optim.lr_schedule(config.train.lr_schedule, burn_in_steps=config.train.burn_in_steps,
+                           burn_in_power=config.train.burn_in_power),
+      temperature=optim.warmup_schedule(a.temperature, a.soft_assign_steps),
+      cluster_weight=optim.warmup_schedule(a.cluster_weight, a.cluster_steps))
+
+
+def initial_anchors(config, train_ds) -> np.ndarray:
+  """[A, 2] grid units from ``anchors.init`` (k-means on the training boxes if asked)."""
+  boxes_wh = None
+  if config.anchors.init == "kmeans":
+    boxes_wh = train_ds.boxes_wh(config.anchors.kmeans_images,
+                                 image_size=config.input.image_size) / STRIDE
+  return anchors_lib.init_anchors(config.anchors.init, config.anchors.num,
+                                  boxes_wh=boxes_wh, seed=config.seed)
+
+
+def loss_options(config) -> dict:
+  loss = config.loss
+  return dict(coord_scale=loss.coord_scale, object_scale=loss.object_scale,
+              noobject_scale=loss.noobject_scale, class_scale=loss.class_scale,
+              ignore_thresh=loss.ignore_thresh, rescore=loss.rescore,
+              assign_metric=config.anchors.assign_metric)
+
+
+def train_step(state: TrainState, batch: dict, *, model, tx, schedules: Schedules,
+               loss_kwargs: dict, prior_scale: float, prior_steps: int):
+  """One SGD step on this device's share of the global batch (run under pmap).
+
+  Each device returns its share of the global loss (``yolo_loss(axis_name=)``),
+  so gradients and logged terms are *summed* over devices.
+  """
+  step = state.step
+  temperature = schedules.temperature(step)
+  cluster_weight = schedules.cluster_weight(step)
+  prior = jnp.where(step < prior_steps, prior_scale, 0.0)
+  images = batch["image"].astype(jnp.float32) / 255.0            # [b, S, S, 3]
+  gt_mask = batch["mask"] & ~batch["difficult"]   # darknet trains on non-difficult GTs
+
+  def loss_fn(params):
+    out, updates = model.apply({"params": params, "batch_stats": state.batch_stats},
+                               images, train=True, mutable=["batch_stats"])
+    total, terms = losses.yolo_loss(
+        out, params["head"]["anchor_log_wh"], batch["boxes"], batch["labels"], gt_mask,
+        temperature=temperature, cluster_weight=cluster_weight, prior_scale=prior,
+        axis_name=parallel.AXIS, **loss_kwargs)
+    return total, (terms, updates["batch_stats"])
+
+  (loss, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grads = jax.lax.psum(grads, parallel.AXIS)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = jax.lax.psum({"loss": loss, **terms}, parallel.AXIS)
+  metrics.update(lr=schedules.lr(step), temperature=temperature, cluster_weight=cluster_weight,
+                 grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params))
+  new_state = state.replace(step=step + 1, params=params, batch_stats=batch_stats,
+                            opt_state=opt_state)
+  return new_state, metrics
+
+
+def init_params(model, *, image_size: int, seed: int):
+  """-> (params, batch_stats) initialised on the default device."""
+  dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+  # An rbg key: threefry random draws compile very slowly on CPU (tens of seconds
+  # for a small net); the init stays deterministic by seed.
+  key = jax.random.key(seed, impl="rbg")
+  variables = jax.jit(functools.partial(model.init, train=False))(key, dummy)
+  return variables["params"], variables.get("batch_stats", {})
+
+
+def create_state(config, model, schedules: Schedules):
+  """-> (optimiser, fresh host-side TrainState) for ``config``."""
+  params, batch_stats = init_params(model, image_size=config.input.image_size, seed=config.seed)
+  tx = optim.make_optimizer(
+      lr=schedules.lr, momentum=config.train.momentum, weight_decay=config.train.weight_decay,
+      anchor_lr_mult=config.anchors.lr_mult, optimize_anchors=config.anchors.optimize,
+      params=params)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                     opt_state=tx.init(params))
+  return tx, jax.device_get(state)
+
+
+def make_train_step(config, model, tx, schedules: Schedules):
+  """``train_step`` with everything but (state, batch) bound, ready for pmap."""
+  return functools.partial(
+      train_step, model=model, tx=tx, schedules=schedules, loss_kwargs=loss_options(config),
+      prior_scale=config.loss.prior_scale,
+      prior_steps=config.loss.prior_images // config.train.batch_size)
+
+
+class _StopFlag:
+  """Set by SIGTERM: the loop saves a checkpoint and exits cleanly."""
+
+  def __init__(self):
+    self.stop = False
+    try:
+      signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:   # not the main thread (e.g. in tests)
+      pass
+
+  def _handle(self, signum, frame):
+    logging.warning("SIGTERM received: saving a checkpoint and stopping.")
+    self.stop = True
+
+
+class NonFiniteLossError(UserError, FloatingPointError):
+  """The loss became NaN/inf; the message names the step and the last good checkpoint."""
+
+
+def _first_nonfinite(history: list) -> int | None:
+  for step, m in history:
+    if not np.isfinite(m["loss"]):
+      return step
+  return None
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains (resuming from ``workdir`` if it holds checkpoints) and evaluates.
+
+  Returns a summary dict: initial/learned anchors and the last eval result.
+  """
+  config_lib.validate(config)
+  # ---------------------------------------------------------------- set-up
+  process_index, process_count = jax.process_index(), jax.process_count()
+  is_primary = process_index == 0
+  os.makedirs(workdir, exist_ok=True)
+  if is_primary:
+    workdir_lib.write_config(workdir, config)
+  num_devices = jax.device_count()
+  global_batch = config.train.batch_size
+  if global_batch % num_devices:
+    raise ValueError(f"train.batch_size={global_batch} must be divisible by the "
+                     f"{num_devices} devices (all processes).")
+  logging.info("process %d/%d, %d local / %d global devices (%s)", process_index,
+               process_count, jax.local_device_count(), num_devices, jax.devices()[0].platform)
+
+  # ---------------------------------------------------------------- input
+  train_ds = pipeline.build_dataset(config, "train")
+  eval_ds = pipeline.build_dataset(config, "eval")
+  num_classes = config.dataset.num_classes or len(train_ds.class_names)
+
+  # ---------------------------------------------------------------- model and anchors
+  init_anchors = initial_anchors(config, train_ds)
+  model = yolov2.from_config(config, num_classes=num_classes, anchors=init_anchors,
+                             axis_name=parallel.AXIS)
+  schedules = make_schedules(config)
+
+  # ---------------------------------------------------------------- optimiser and state
+  tx, state = create_state(config, model, schedules)
+  checkpointer = ckpt_lib.Checkpointer(workdir, keep=config.train.keep_checkpoints)
+  start_step = 0
+  latest = checkpointer.latest_step()
+  if latest is not None:
+    state, meta = checkpointer.restore(latest, state)
+    config_lib.check_resume(meta, config)
+    saved_names = meta.get("class_names")
+    if saved_names is not None and saved_names != list(train_ds.class_names):
+      raise config_lib.ConfigError(
+          f"The workdir's checkpoint was trained on classes {saved_names}, the data now "
+          f"has {list(train_ds.class_names)}: class indices would change meaning. "
+          "Use a new --workdir, or the same class list (dataset.class_names).")
+    start_step = int(meta["data_position"])
+    logging.info("Resumed from %s at step %d.", checkpointer.directory, start_step)
+  state = parallel.replicate(state)
+
+  # ---------------------------------------------------------------- update step
+  p_train_step = jax.pmap(make_train_step(config, model, tx, schedules),
+                          axis_name=parallel.AXIS, donate_argnums=(0,))
+  evaluator = runner.Evaluator(config, eval_ds, model=yolov2.from_config(
+      config, num_classes=num_classes, anchors=init_anchors))
+
+  # ---------------------------------------------------------------- loop
+  logger = logs.RunLogger(workdir, is_primary=is_primary, total_steps=config.train.steps,
+                          start_step=start_step, images_per_step=global_batch)
+  stop = _StopFlag()
+  stream = pipeline.train_stream(train_ds, config, start_step=start_step,
+                                       process_index=process_index, process_count=process_count)
+  history, unlogged, last_saved, eval_result = [], [], latest, None
+
+  host_copy = [None, None]   # (replicated state, its host copy): one copy per state
+
+  def host_state():
+    """The current state on the host; copied once even when a step both saves and
+    evaluates, or at the end (save, final eval, learned anchors)."""
+    if host_copy[0] is not state:
+      host_copy[:] = [state, parallel.unreplicate(state)]
+    return host_copy[1]
+
+  def save(step):
+    nonlocal last_saved
+    checkpointer.save(step, host_state(), {"data_position": step,
+                                           "config_hash": config_lib.fingerprint(config),
+                                           "class_names": list(train_ds.class_names)})
+    last_saved = step
+
+  def check_history():
+    """Moves the metrics of finished steps to the host (each step once) and raises on a
+    non-finite loss, before any checkpoint of that state could be written."""
+    nonlocal history
+    fetched = [(s, parallel.unreplicate(m)) for s, m in history]
+    history = []
+    unlogged.extend(fetched)
+    bad = _first_nonfinite(fetched)
+    if bad is not None:
+      raise NonFiniteLossError(
+          f"Loss became NaN/inf at step {bad}. The last good checkpoint is step "
+          f"{last_saved} in {checkpointer.directory} (kept; the bad state was not saved). "
+          "Lower train.lr_schedule, check the data for broken boxes, or resume to retry.")
+
+  step = start_step
+  if start_step == 0 and is_primary:
+    logger.anchors(0, init_anchors, stride=STRIDE, counts=np.zeros(len(init_anchors)))
+  try:
+    for step, batch in stream:
+      if step >= config.train.steps or stop.stop:
+        break
+      batch = {k: batch[k] for k in TRAIN_KEYS}
+      state, metrics = p_train_step(state, parallel.shard(batch))
+      history.append((step + 1, metrics))
+      done = step + 1
+      if done % config.train.log_every == 0 or done == config.train.steps:
+        check_history()
+        fetched, unlogged = unlogged, []
+        means = {k: np.mean([m[k] for _, m in fetched], axis=0) for k in fetched[-1][1]}
+        counts = np.sum([m["anchor_counts"] for _, m in fetched], axis=0)
+        last = fetched[-1][1]
+        scalars = {k: v for k, v in means.items() if np.ndim(v) == 0}
+        scalars.update(lr=last["lr"], temperature=last["temperature"],
+                       cluster_weight=last["cluster_weight"],
+                       **{f"data/{k}": v for k, v in train_ds.stats.items()})
+        logger.scalars(done, scalars)
+        anchors_now = np.exp(parallel.unreplicate(state.params["head"]["anchor_log_wh"]))
+        logger.anchors(done, anchors_now, stride=STRIDE, counts=counts)
+      if done % config.train.checkpoint_every == 0 and done != config.train.steps:
+        check_history()
+        save(done)
+      if config.eval.every_steps and done % config.eval.every_steps == 0 \
+          and done != config.train.steps:
+        eval_result = _evaluate(evaluator, host_state, done, workdir, is_primary)
+    step = int(parallel.unreplicate(state.step))
+    check_history()
+    if step != last_saved:
+      save(step)
+    if step >= config.train.steps and not stop.stop:
+      eval_result = _evaluate(evaluator, host_state, step, workdir, is_primary)
+  finally:
+    logger.close()
+    checkpointer.close()
+
+  learned = np.exp(np.asarray(host_state().params["head"]["anchor_log_wh"]))
+  summary = {"step": step, "initial_anchors": init_anchors, "learned_anchors": learned,
+             "initial_anchors_px": init_anchors * STRIDE, "learned_anchors_px": learned * STRIDE,
+             "eval": eval_result, "stopped_early": stop.stop, "plot": None}
+  if is_primary and config.eval.plot and not stop.stop:
+    summary["plot"] = anchor_plot(config, train_ds, init_anchors, learned, workdir)
+  return summary
+
+
+def anchor_plot(config, train_ds, init_anchors, learned, workdir) -> str:
+  """anchors.png: the training boxes in log w-log h with initial, k-means and
+  learned anchors (paper Figure 2), all in input pixels."""
+  boxes_px = train_ds.boxes_wh(config.anchors.kmeans_images, image_size=config.input.image_size)
+  kmeans_px = anchors_lib.kmeans_iou(boxes_px, config.anchors.num, seed=config.seed)
+  sets = {f"initial ({config.anchors.init})": init_anchors * STRIDE,
+          "k-means (1 - IoU)": kmeans_px, "learned": learned * STRIDE}
+  return plots.anchor_figure(
+      boxes_px, sets, workdir_lib.path(workdir, workdir_lib.ANCHORS_PNG),
+      title=f"{config.dataset.name} boxes at {config.input.image_size}px, "
+            f"{len(boxes_px)} GTs")
+
+
+def _evaluate(evaluator, host_state, step, workdir, is_primary):
+  """Evaluates on the primary process; ``host_state`` is called only there."""
+  if not is_primary:
+    return None
+  state = host_state()
+  result = evaluator.run(state.params, state.batch_stats)
+  workdir_lib.append_eval(workdir, step, "eval", result)
+  logging.info("eval at step %d: AP50 %.4f", step, result["AP50"])
+  return result
