@@ -92,10 +92,10 @@ def yolo_loss(out, log_anchors, boxes, labels, mask, *, temperature, cluster_wei
       for i, d in enumerate(weights):
         v = out[b, row, col, i]
         lgw, lgh = math.log(w * grid_w), math.log(h * grid_h)
-        t["xy"] += d * cw * ((sigmoid(v[0]) - tx) ** 2 + (sigmoid(v[1]) - ty) ** 2)
-        t["wh"] += d * cw * ((v[2] + log_anchors[i, 0] - lgw) ** 2
+        t["xy"] += 0.5 * d * cw * ((sigmoid(v[0]) - tx) ** 2 + (sigmoid(v[1]) - ty) ** 2)
+        t["wh"] += 0.5 * d * cw * ((v[2] + log_anchors[i, 0] - lgw) ** 2
                              + (v[3] + log_anchors[i, 1] - lgh) ** 2)
-        t["obj"] += d * object_scale * (sigmoid(v[4]) - iou(pred_box(b, row, col, i), box)) ** 2
+        t["obj"] += 0.5 * d * object_scale * (sigmoid(v[4]) - iou(pred_box(b, row, col, i), box)) ** 2
         logits = v[5:]
         log_z = max(logits) + math.log(sum(math.exp(x - max(logits)) for x in logits))
         t["cls"] += d * class_scale * (log_z - logits[labels[b, j]])
@@ -111,8 +111,8 @@ def yolo_loss(out, log_anchors, boxes, labels, mask, *, temperature, cluster_wei
           best = max([iou(p, boxes[b, j]) for j in range(boxes.shape[1]) if mask[b, j]],
                      default=0.0)
           if best <= ignore_thresh:
-            t["noobj"] += free * noobject_scale * sigmoid(v[4]) ** 2
-          t["prior"] += free * prior_scale * ((sigmoid(v[0]) - 0.5) ** 2
+            t["noobj"] += 0.5 * free * noobject_scale * sigmoid(v[4]) ** 2
+          t["prior"] += 0.5 * free * prior_scale * ((sigmoid(v[0]) - 0.5) ** 2
                                               + (sigmoid(v[1]) - 0.5) ** 2
                                               + v[2] ** 2 + v[3] ** 2)
   for k in TERMS:

@@ -10,18 +10,20 @@ a zero update (``optim.py``), so the two runs differ in nothing else.
 
 Per GT j and anchor i of the GT's cell, weighted by the assignment delta_ij and
 summed, then averaged over the batch (darknet divides the summed gradient by
-the batch size):
+the batch size). The squared terms carry a factor 1/2, so that their gradients are
+exactly darknet's deltas (``scale * err``, not ``2 * scale * err``); the class
+cross-entropy and the clustering term have none:
 
-  xy    coord_scale (2 - w_j h_j) [(sig(t_x) - x_j)^2 + (sig(t_y) - y_j)^2]
-  wh    coord_scale (2 - w_j h_j) [(t_w + log a_w - log g_w)^2 + (t_h + log a_h - log g_h)^2]
-  obj   object_scale (sig(t_o) - IoU(pred_i, g_j))^2       (rescore; 1 without)
+  xy    0.5 coord_scale (2 - w_j h_j) [(sig(t_x) - x_j)^2 + (sig(t_y) - y_j)^2]
+  wh    0.5 coord_scale (2 - w_j h_j) [(t_w + log a_w - log g_w)^2 + (t_h + log a_h - log g_h)^2]
+  obj   0.5 object_scale (sig(t_o) - IoU(pred_i, g_j))^2       (rescore; 1 without)
   cls   class_scale  cross-entropy(softmax logits, label_j)
 
 and per prediction p, weighted by 1 - r_p where r_p = min(1, sum of delta on p):
 
-  noobj noobject_scale sig(t_o)^2, skipped where the predicted box has IoU >
+  noobj 0.5 noobject_scale sig(t_o)^2, skipped where the predicted box has IoU >
         ignore_thresh with some GT
-  prior prior_scale [(sig(t_x) - .5)^2 + (sig(t_y) - .5)^2 + t_w^2 + t_h^2]
+  prior 0.5 prior_scale [(sig(t_x) - .5)^2 + (sig(t_y) - .5)^2 + t_w^2 + t_h^2]
         (darknet pulls every prediction to its anchor for the first 12,800
         images; the caller passes prior_scale = 0 afterwards)
 
@@ -93,15 +95,15 @@ def yolo_loss(outputs, anchor_log_wh, gt_boxes, gt_labels, gt_mask, *,
   xy_err = jax.nn.sigmoid(t[..., 0:2]) - a.target_xy[:, :, None, :]
   # Eq. 3: the anchors' gradient path (Eq. 9).
   wh_err = t[..., 2:4] + anchor_log_wh - a.gt_log_wh[:, :, None, :]  # [B, M, A, 2]
-  xy = jnp.sum(delta * coord_w[..., None] * jnp.sum(xy_err ** 2, -1))
-  wh = jnp.sum(delta * coord_w[..., None] * jnp.sum(wh_err ** 2, -1))
+  xy = 0.5 * jnp.sum(delta * coord_w[..., None] * jnp.sum(xy_err ** 2, -1))
+  wh = 0.5 * jnp.sum(delta * coord_w[..., None] * jnp.sum(wh_err ** 2, -1))
 
   pred = region.decode_boxes(outputs, anchor_log_wh)               # [B, H, W, A, 4]
   pred_cells = pred.reshape(batch, grid_h * grid_w, num_anchors, 4)
   iou = box_ops.iou(_gather_cells(pred_cells, a.cell), boxes[:, :, None, :])
   iou = jax.lax.stop_gradient(iou)                                 # [B, M, A]
   obj_target = iou if rescore else jnp.ones_like(iou)
-  obj = object_scale * jnp.sum(delta * (jax.nn.sigmoid(t[..., 4]) - obj_target) ** 2)
+  obj = 0.5 * object_scale * jnp.sum(delta * (jax.nn.sigmoid(t[..., 4]) - obj_target) ** 2)
 
   log_p = jax.nn.log_softmax(t[..., 5:], axis=-1)                  # [B, M, A, C]
   nll = -jnp.take_along_axis(log_p, labels[:, :, None, None], axis=-1)[..., 0]
@@ -112,11 +114,11 @@ def yolo_loss(outputs, anchor_log_wh, gt_boxes, gt_labels, gt_mask, *,
   free = 1.0 - a.responsible                                       # [B, N]
   ignored = assign_lib.ignore_mask(pred.reshape(batch, -1, 4), boxes, valid,
                                    thresh=ignore_thresh)
-  noobj = noobject_scale * jnp.sum(
+  noobj = 0.5 * noobject_scale * jnp.sum(
       free * (~ignored) * jax.nn.sigmoid(flat[..., 4]) ** 2)
   prior_err = (jnp.sum((jax.nn.sigmoid(flat[..., 0:2]) - 0.5) ** 2, -1)
                + jnp.sum(flat[..., 2:4] ** 2, -1))
-  prior = prior_scale * jnp.sum(free * prior_err)
+  prior = 0.5 * prior_scale * jnp.sum(free * prior_err)
 
   # ---- Online clustering (Eq. 11-12). ----
   mass = jnp.sum(delta)

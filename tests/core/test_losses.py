@@ -57,7 +57,7 @@ def _eq9_gradient(out, boxes, mask, delta, batch):
   t_wh = out.reshape(out.shape[0], grid * grid, len(ANCHORS), -1)[..., 2:4]
   t_at = np.take_along_axis(t_wh, cell[:, :, None, None], axis=1)          # [B, M, A, 2]
   resid = t_at + np.log(ANCHORS) - gt_log_wh[:, :, None, :]
-  return np.einsum("bma,bm,bmac->ac", delta, coord, 2 * resid) / batch
+  return np.einsum("bma,bm,bmac->ac", delta, coord, resid) / batch   # d(0.5 err^2) = err
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.8])
@@ -199,11 +199,11 @@ def test_rescore_and_hand_computed_single_gt():
   _, t = jax.jit(losses.yolo_loss)(out, la, boxes, labels, mask)
   coord = 2 - 0.25
   np.testing.assert_allclose(float(t["xy"]), 0.0, atol=1e-7)    # sigmoid(0) = centre .5
-  np.testing.assert_allclose(float(t["wh"]), coord * 0.3 ** 2, rtol=1e-5)
+  np.testing.assert_allclose(float(t["wh"]), 0.5 * coord * 0.3 ** 2, rtol=1e-5)
   pred_w = 0.5 * np.exp(0.3)                                    # pred box (pred_w x 0.5)
   iou = (min(pred_w, 0.5) * 0.5) / (pred_w * 0.5 + 0.25 - min(pred_w, 0.5) * 0.5)
   sig = 1 / (1 + np.exp(-1.0))
-  np.testing.assert_allclose(float(t["obj"]), 5 * (sig - iou) ** 2, rtol=1e-5)
+  np.testing.assert_allclose(float(t["obj"]), 0.5 * 5 * (sig - iou) ** 2, rtol=1e-5)
   np.testing.assert_allclose(float(t["cls"]), np.log1p(np.exp(-2.0)), rtol=1e-5)
   np.testing.assert_allclose(float(t["noobj"]), 0.0)           # the only prediction is responsible
   np.testing.assert_allclose(float(t["avg_iou"]), iou, rtol=1e-5)
