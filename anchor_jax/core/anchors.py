@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import yaml
 
-from anchor_jax.core import box_ops
+from anchor_jax.core import anchor_fitters, box_ops, region
+from anchor_jax.core.box_ops import clean_shapes, sort_by_area  # noqa: F401 -- re-exported
 
 # darknet's published YOLOv2 anchors (yolov2-voc.cfg, yolov2.cfg), grid units.
 VOC_ANCHORS = ((1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892),
@@ -27,7 +28,10 @@ COCO_ANCHORS = ((0.57273, 0.677385), (1.87446, 2.06253), (3.33843, 5.47434),
 # Paper §4.2.1: "identical" anchors are all (5, 5); "uniform" ones span [3, 9].
 IDENTICAL_WH = (5.0, 5.0)
 UNIFORM_RANGE = (3.0, 9.0)
-INIT_CHOICES = ("identical", "uniform", "kmeans", "voc", "coco")
+# Data-driven inits fit the training boxes: IoU k-means (YOLOv2's), and the anchors of
+# darknet's calc_anchors and YOLOv5's AutoAnchor (anchor_fitters.py).
+DATA_INITS = ("kmeans", "autoanchor", "calc_anchors")
+INIT_CHOICES = ("identical", "uniform", "voc", "coco") + DATA_INITS
 DEFAULT_CHUNK = 8192  # rows of boxes per [chunk, k] IoU block (cache-sized).
 
 # --------------------------------------------------------------------------
@@ -102,11 +106,16 @@ def init_anchors(init, num, *, boxes_wh=None, seed=0, identical_wh=IDENTICAL_WH,
     return np.tile(np.asarray(identical_wh, dtype=np.float64), (num, 1))
   if name == "uniform":
     return uniform_anchors(num, lo=uniform_range[0], hi=uniform_range[1])
-  if name == "kmeans":
+  if name in DATA_INITS:
     if boxes_wh is None:
-      raise ValueError("init='kmeans' needs boxes_wh "
+      raise ValueError(f"init={name!r} needs boxes_wh "
                        "(the training boxes' [N, 2] shapes in grid units)")
-    return kmeans_iou(boxes_wh, num, seed=seed)
+    if name == "kmeans":
+      return kmeans_iou(boxes_wh, num, seed=seed)
+    fit = {"autoanchor": anchor_fitters.autoanchor_yolov5,
+           "calc_anchors": anchor_fitters.calc_anchors_darknet}[name]
+    # Both tools work in input pixels (YOLOv5's 2 px floor is in pixels).
+    return fit(np.asarray(boxes_wh) * region.STRIDE, num, seed=seed) / region.STRIDE
   if name in ("voc", "coco"):
     published = VOC_ANCHORS if name == "voc" else COCO_ANCHORS
     if num != len(published):
@@ -137,19 +146,6 @@ def from_log(log_wh):
 # --------------------------------------------------------------------------
 # IoU k-means and fit diagnostics.
 # --------------------------------------------------------------------------
-
-
-def sort_by_area(wh):
-  """[K, 2] -> rows sorted by w*h (ties by w), so results are comparable."""
-  wh = np.asarray(wh, dtype=np.float64)
-  return wh[np.lexsort((wh[:, 0], wh[:, 0] * wh[:, 1]))]
-
-
-def clean_shapes(wh):
-  """[N, 2] -> (rows with finite, positive w and h [M, 2], number dropped)."""
-  wh = np.asarray(wh, dtype=np.float64).reshape(-1, 2)
-  ok = np.all(np.isfinite(wh) & (wh > 0), axis=1)
-  return wh[ok], int(np.sum(~ok))
 
 
 def best_match(wh, centres, *, chunk_size=DEFAULT_CHUNK):

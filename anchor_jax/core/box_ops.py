@@ -77,3 +77,16 @@ def shape_iou(wh_a, wh_b):
   inter = xp.minimum(wa, wb) * xp.minimum(ha, hb)
   union = wa * ha + wb * hb - inter
   return _safe_ratio(xp, inter, union)
+
+
+def sort_by_area(wh):
+  """[K, 2] -> rows sorted by w*h (ties by w), so results are comparable."""
+  wh = np.asarray(wh, dtype=np.float64)
+  return wh[np.lexsort((wh[:, 0], wh[:, 0] * wh[:, 1]))]
+
+
+def clean_shapes(wh):
+  """[N, 2] -> (rows with finite, positive w and h [M, 2], number dropped)."""
+  wh = np.asarray(wh, dtype=np.float64).reshape(-1, 2)
+  ok = np.all(np.isfinite(wh) & (wh > 0), axis=1)
+  return wh[ok], int(np.sum(~ok))
