@@ -32,6 +32,7 @@ CHOICES = {
     "model.dtype": yolov2.DTYPES,
     "anchors.assign_metric": assign_lib.METRICS,
     "eval.metric": accumulator.METRICS,
+    "eval.pixel_convention": ("auto",) + accumulator.PIXEL_CONVENTIONS,
 }
 POSITIVE_INTS = ("anchors.num", "train.steps", "train.batch_size", "train.log_every",
                  "train.checkpoint_every", "train.keep_checkpoints", "dataset.max_boxes",

@@ -38,10 +38,13 @@ def base_config() -> ml_collections.ConfigDict:
       multiscale_every=10,   # steps between size switches
   ))
 
-  # Training augmentation of real datasets (darknet yolov2-voc.cfg values);
-  # see anchor_jax/data/augment.py. The synthetic data is generated fresh instead.
+  # Training augmentation of real datasets (see anchor_jax/data/augment.py); the synthetic
+  # data is generated fresh instead.
   c.augment = ml_collections.ConfigDict(dict(
-      jitter=0.2, flip=True, hue=0.1, saturation=1.5, exposure=1.5,
+      jitter=0.2,            # yolo-voc.cfg (2016), the paper's recipe; yolov2-voc.cfg: 0.3
+      crop_px=0.0,           # > 0: native-scale square crops of this size (no jitter)
+      flip=True,             # data.c load_data_region: a random left-right flip
+      hue=0.1, saturation=1.5, exposure=1.5,   # both cfgs
       min_box_px=2.0, min_visible=0.0, fill=0.5,
   ))
 
@@ -76,7 +79,9 @@ def base_config() -> ml_collections.ConfigDict:
       steps=30000,
       batch_size=64,         # global batch, split over all devices of all hosts
       lr_schedule=PAPER_VOC_LR,
-      burn_in_steps=1000,
+      # yolov2-voc.cfg's burn_in=1000 (lr * (step / 1000)^4); 0 here: the paper's schedule
+      # (yolo-voc.cfg's) already warms up with its first 100 steps at 1e-4.
+      burn_in_steps=0,
       burn_in_power=4.0,
       momentum=0.9,
       weight_decay=5e-4,
@@ -88,6 +93,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict(dict(
       every_steps=5000,
       metric="voc07",        # voc07 | voc12 | coco | brainwash
+      pixel_convention="auto",  # voc (+1 pixel widths) | continuous | auto: the dataset's
       batch_size=32,
       nms_iou=0.45,
       max_dets=300,

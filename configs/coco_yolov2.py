@@ -1,12 +1,23 @@
 r"""YOLOv2 on COCO 2017 train, evaluated on val2017 (paper §4.2.2, Tables 2-4).
 
-  python -m anchor_jax.main --config=configs/coco_yolov2.py --workdir=runs/coco_opt
+  python -m anchor_jax.main --config=configs/coco_yolov2.py --workdir=runs/coco_opt \
+      --config.dataset.path=/data/tfds
 
 Paper (544 px train and test, 100k steps, batch 64 on 4 GPUs): Opt (k-means)
 24.47 AP / 45.07 AP50 on val vs Baseline (k-means) 23.45 / 43.87; Opt
 (identical) 24.43, Opt (uniform) 24.55. "k-means" = darknet's COCO anchors
 (``init=coco``). Learned anchors (Table 4) ~ (5.7,6.7) (17,20) (44,45)
 (104,99) (241,230) px.
+
+Each choice and the paper's sentence behind it (§4.2.2):
+* "We use similar training configurations as the VOC experiments. Mini-batch size is 64
+  [...]. Momentum of SGD is set to 0.9";
+* steps and schedule, no burn-in: "we increase the number of iterations to 100,000, and
+  set the learning rate schedule to (0∼1000,1e-4), (1000∼80000,1e-3),
+  (80000∼90000,1e-4), (90000∼100000, 1e-5)";
+* one input size, no multi-scale: "The train and test image sizes are both set to 544 in
+  all experiments";
+* augmentation as for VOC (yolo-voc.cfg's values, anchor_jax.defaults).
 """
 from anchor_jax import defaults
 
@@ -21,11 +32,13 @@ def get_config():
   config.dataset.max_boxes = 100
   config.model.name = "darknet19"
   config.input.image_size = 544
-  config.input.multiscale_sizes = tuple(range(320, 608 + 1, 32))
+  config.input.eval_image_size = 544
+  config.input.multiscale_sizes = ()
   config.anchors.init = "coco"
   config.train.steps = 100000
   config.train.batch_size = 64
   config.train.lr_schedule = PAPER_COCO_LR
+  config.train.burn_in_steps = 0
   config.eval.metric = "coco"
   config.eval.max_dets = 100
   config.eval.every_steps = 10000

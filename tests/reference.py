@@ -134,3 +134,91 @@ def random_batch(rng, *, batch, max_boxes, grid, num_classes, collide=False, emp
   labels = rng.integers(0, num_classes, (batch, max_boxes))
   boxes = np.where(mask[..., None], boxes, 0.0)
   return boxes.astype(np.float32), labels.astype(np.int32), mask
+
+
+def _cxcywh_iou(a, b):
+  """darknet's box_iou on (x, y, w, h) centre boxes."""
+  return iou((a[0] - a[2] / 2, a[1] - a[3] / 2, a[0] + a[2] / 2, a[1] + a[3] / 2),
+             (b[0] - b[2] / 2, b[1] - b[3] / 2, b[0] + b[2] / 2, b[1] + b[3] / 2))
+
+
+def darknet_region_deltas(out, anchors, boxes, labels, mask, *, seen_before_12800,
+                          coord_scale, object_scale, noobject_scale, class_scale, thresh,
+                          rescore=True):
+  """darknet's ``forward_region_layer`` (region_layer.c, YOLOv2), transcribed as loops.
+
+  ``out`` [B, H, W, A, 5 + C] raw outputs, ``anchors`` [A, 2] (darknet's ``biases``, grid
+  units), ``boxes`` [B, M, 4] xyxy in [0, 1] (darknet stores (x, y, w, h)), GT in slot
+  order. Returns ``delta`` of the same shape: darknet's delta w.r.t. each *raw* output,
+  i.e. its deltas on the logistic outputs (x, y, objectness) times the logistic gradient
+  (``gradient_array(..., LOGISTIC, ...)``), its w, h deltas as written and its softmax
+  class deltas. The gradient of a loss that matches darknet is ``-delta / B``.
+  """
+  out = np.asarray(out, np.float64)
+  batch, grid_h, grid_w, num_anchors, depth = out.shape
+  num_classes = depth - 5
+  act = out.copy()                                  # darknet's l.output after activation
+  for b, j, i, n in np.ndindex(batch, grid_h, grid_w, num_anchors):
+    v = act[b, j, i, n]
+    v[0], v[1], v[4] = sigmoid(out[b, j, i, n, 0]), sigmoid(out[b, j, i, n, 1]), sigmoid(
+        out[b, j, i, n, 4])
+    logits = out[b, j, i, n, 5:]
+    e = [math.exp(x - max(logits)) for x in logits]
+    v[5:] = [x / sum(e) for x in e]
+  delta = np.zeros_like(out)
+
+  def region_box(b, n, i, j):                       # get_region_box
+    v = act[b, j, i, n]
+    return ((i + v[0]) / grid_w, (j + v[1]) / grid_h,
+            math.exp(out[b, j, i, n, 2]) * anchors[n][0] / grid_w,
+            math.exp(out[b, j, i, n, 3]) * anchors[n][1] / grid_h)
+
+  def delta_region_box(truth, b, n, i, j, scale):
+    pred = region_box(b, n, i, j)
+    box_iou = _cxcywh_iou(pred, truth)
+    tx, ty = truth[0] * grid_w - i, truth[1] * grid_h - j
+    tw = math.log(truth[2] * grid_w / anchors[n][0])
+    th = math.log(truth[3] * grid_h / anchors[n][1])
+    d = delta[b, j, i, n]
+    d[0] = scale * (tx - act[b, j, i, n, 0])
+    d[1] = scale * (ty - act[b, j, i, n, 1])
+    d[2] = scale * (tw - out[b, j, i, n, 2])
+    d[3] = scale * (th - out[b, j, i, n, 3])
+    return box_iou
+
+  for b in range(batch):
+    truths = []
+    for t in range(boxes.shape[1]):
+      if mask[b, t]:
+        x0, y0, x1, y1 = boxes[b, t]
+        truths.append(((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0, int(labels[b, t])))
+    for j in range(grid_h):
+      for i in range(grid_w):
+        for n in range(num_anchors):
+          pred = region_box(b, n, i, j)
+          best_iou = max([_cxcywh_iou(pred, truth[:4]) for truth in truths], default=0.0)
+          delta[b, j, i, n, 4] = noobject_scale * (0 - act[b, j, i, n, 4])
+          if best_iou > thresh:
+            delta[b, j, i, n, 4] = 0
+          if seen_before_12800:
+            truth = ((i + .5) / grid_w, (j + .5) / grid_h, anchors[n][0] / grid_w,
+                     anchors[n][1] / grid_h)
+            delta_region_box(truth, b, n, i, j, .01)
+    for truth in truths:
+      i, j = int(truth[0] * grid_w), int(truth[1] * grid_h)
+      best_iou, best_n = 0.0, 0
+      for n in range(num_anchors):                  # bias_match: the anchor shape alone
+        shape_iou = _cxcywh_iou((0, 0, anchors[n][0] / grid_w, anchors[n][1] / grid_h),
+                                (0, 0, truth[2], truth[3]))
+        if shape_iou > best_iou:
+          best_iou, best_n = shape_iou, n
+      box_iou = delta_region_box(truth[:4], b, best_n, i, j,
+                                 coord_scale * (2 - truth[2] * truth[3]))
+      target = box_iou if rescore else 1.0
+      delta[b, j, i, best_n, 4] = object_scale * (target - act[b, j, i, best_n, 4])
+      for c in range(num_classes):                  # delta_region_class, softmax
+        delta[b, j, i, best_n, 5 + c] = class_scale * (
+            (c == truth[4]) - act[b, j, i, best_n, 5 + c])
+  logistic = act[..., [0, 1, 4]] * (1 - act[..., [0, 1, 4]])
+  delta[..., [0, 1, 4]] *= logistic
+  return delta

@@ -127,11 +127,10 @@ def workdir_report(workdir, boxes_px=None, *, stride, iou_thresh=0.5):
 
 def config_report(config, *, k=None, iou_thresh=0.5) -> dict:
   """Box statistics of a config's training set at its input size, the fit of
-  the config's own initial anchors, and k-means anchors (what
-  ``anchors.init=kmeans`` would use)."""
+  the config's own initial anchors (any init, the data-driven ones fitted to these
+  boxes), and k-means anchors (what ``anchors.init=kmeans`` would use)."""
   train_ds = pipeline.build_dataset(config, "train")
-  boxes_px = np.asarray(train_ds.boxes_wh(config.anchors.kmeans_images,
-                                          image_size=config.input.image_size), np.float64)
+  boxes_px = np.asarray(pipeline.train_box_shapes(train_ds, config), np.float64)
   k = k or config.anchors.num
   out = fit_report(boxes_px, k=k, seed=config.seed, stride=STRIDE,
                    iou_thresh=iou_thresh)
@@ -145,7 +144,8 @@ def config_report(config, *, k=None, iou_thresh=0.5) -> dict:
       "aspect_w_over_h_percentiles": pct(w / h),
   }
   if config.anchors.init != "kmeans" and k == config.anchors.num:
-    init = init_anchors(config.anchors.init, config.anchors.num, seed=config.seed)
+    init = init_anchors(config.anchors.init, config.anchors.num, seed=config.seed,
+                        boxes_wh=boxes_px / STRIDE)
     out["config_init_fit"] = {"init": config.anchors.init,
                               **fit_stats(init * STRIDE, boxes_px, iou_thresh=iou_thresh)}
   return out

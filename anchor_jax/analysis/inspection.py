@@ -153,7 +153,7 @@ def gt_boxes(config, num_images: int | None = None) -> np.ndarray:
   num_images = num_images or config.anchors.kmeans_images
   try:
     dataset = pipeline.build_dataset(config, "train")
-    boxes = dataset.boxes_wh(num_images, image_size=config.input.image_size)
+    boxes = pipeline.train_box_shapes(dataset, config, num_images)
   except (UserError, OSError, ValueError, KeyError) as e:
     raise WorkdirError(f"cannot read the training boxes of dataset.name="
                        f"{config.dataset.name!r}: {e}") from None

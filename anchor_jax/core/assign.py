@@ -18,8 +18,10 @@ that cell.
 Collision rule (hard only): when several GTs of an image pick the same cell
 *and* anchor, the GT in the highest slot index keeps it and the others get no
 assignment (darknet processes GTs in order and each overwrites the previous
-targets, so its last GT wins). Soft assignment sums over GTs as Eq. 10 does and
-needs no rule.
+targets, so its last GT wins). darknet shuffles each image's boxes when it loads
+them, so the winner is random; the training stream does the same
+(``data/pipeline.py: shuffle_gt_slots``). Soft assignment sums over GTs as Eq. 10
+does and needs no rule.
 """
 from __future__ import annotations
 

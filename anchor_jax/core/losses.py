@@ -10,9 +10,12 @@ a zero update (``optim.py``), so the two runs differ in nothing else.
 
 Per GT j and anchor i of the GT's cell, weighted by the assignment delta_ij and
 summed, then averaged over the batch (darknet divides the summed gradient by
-the batch size). The squared terms carry a factor 1/2, so that their gradients are
-exactly darknet's deltas (``scale * err``, not ``2 * scale * err``); the class
-cross-entropy and the clustering term have none:
+the batch size). The squared terms carry a factor 1/2, so that the gradient of the loss
+w.r.t. every raw output is exactly darknet's delta (region_layer.c: ``scale * (target -
+sigma(t)) * sigma'(t)`` for x, y and objectness, ``scale * (target - t)`` for w, h),
+sign flipped and divided by the batch; the class cross-entropy (softmax, ``p - y``) and
+the clustering term have none. The wh term is the paper's Eq. 3 up to that 1/2, so its
+anchor gradient is Eq. 9 up to the same factor, which the learning rate absorbs:
 
   xy    0.5 coord_scale (2 - w_j h_j) [(sig(t_x) - x_j)^2 + (sig(t_y) - y_j)^2]
   wh    0.5 coord_scale (2 - w_j h_j) [(t_w + log a_w - log g_w)^2 + (t_h + log a_h - log g_h)^2]

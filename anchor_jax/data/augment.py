@@ -48,6 +48,10 @@ class AugmentConfig:
 
   jitter: each side of the crop window moves by up to ``jitter`` x the image size, in
     [0, 0.5) so the window keeps a positive size.
+  crop_px: > 0 instead takes a ``crop_px`` x ``crop_px`` window of source pixels at a
+    uniformly random position (padded where the image is smaller), so objects keep their
+    pixel size when the output size is ``crop_px`` (the paper's Brainwash recipe: 320 px
+    crops of 640 x 480 frames, "no random scaling"). Needs ``jitter=0``.
   flip: mirror left-right with probability 0.5.
   hue: hue shift bound, a fraction of the colour circle (0.1 = +-36 degrees), in [0, 0.5].
   saturation, exposure: >= 1; the factor is ``U(1, s)`` or its inverse with p 0.5.
@@ -60,6 +64,7 @@ class AugmentConfig:
   resample: PIL filter for the crop resize (a key of ``RESAMPLE``).
   """
   jitter: float = 0.2
+  crop_px: float = 0.0
   flip: bool = True
   hue: float = 0.1
   saturation: float = 1.5
@@ -74,6 +79,11 @@ class AugmentConfig:
     errors = []
     if not 0 <= self.jitter < 0.5:
       errors.append(f"jitter={self.jitter}: must be in [0, 0.5)")
+    if not self.crop_px >= 0:
+      errors.append(f"crop_px={self.crop_px}: must be >= 0 (0 turns native crops off)")
+    elif self.crop_px and self.jitter:
+      errors.append(f"crop_px={self.crop_px} with jitter={self.jitter}: native-scale crops "
+                    "take no jitter; set jitter=0")
     if not 0 <= self.hue <= 0.5:
       errors.append(f"hue={self.hue}: must be in [0, 0.5]")
     for name in ("saturation", "exposure"):
@@ -134,14 +144,26 @@ def _rand_scale(u_scale: float, u_invert: float, s: float) -> float:
   return 1.0 / scale if u_invert < 0.5 else scale
 
 
+def _crop_offset(u: float, size: int, crop: float) -> float:
+  """A whole-pixel offset of a ``crop``-wide window, uniform over the positions that keep
+  it inside ``size`` (or, for a smaller image, that keep the image inside it)."""
+  lo, hi = sorted((0.0, size - crop))
+  return float(lo + math.floor(u * (math.floor(hi - lo) + 1)))
+
+
 def sample_params(rng: np.random.Generator, width: int, height: int,
                   cfg: AugmentConfig) -> AugmentParams:
   """Draws the augmentation of a ``width x height`` image (always ``_NUM_DRAWS`` numbers)."""
   u = rng.random(_NUM_DRAWS)
-  left, right, top, bottom = (2 * u[:4] - 1) * cfg.jitter * np.array(
-      [width, width, height, height], np.float64)
+  if cfg.crop_px:
+    x0, y0 = (_crop_offset(v, size, cfg.crop_px) for v, size in ((u[0], width), (u[2], height)))
+    window = (x0, y0, x0 + cfg.crop_px, y0 + cfg.crop_px)
+  else:
+    left, right, top, bottom = (2 * u[:4] - 1) * cfg.jitter * np.array(
+        [width, width, height, height], np.float64)
+    window = (float(left), float(top), float(width - right), float(height - bottom))
   return AugmentParams(
-      window=(float(left), float(top), float(width - right), float(height - bottom)),
+      window=window,
       flip=bool(cfg.flip and u[4] < 0.5),
       hue=float((2 * u[5] - 1) * cfg.hue),
       saturation=_rand_scale(u[6], u[7], cfg.saturation),

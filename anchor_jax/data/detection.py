@@ -97,6 +97,9 @@ class DetectionDataset:
   """
 
   num_examples: int
+  # How box corners count pixels: "continuous" (COCO, Brainwash: x1 - x0 is the width) or
+  # "voc" (corners are inclusive integer pixels; the VOC devkit adds 1 to widths).
+  pixel_convention: str = "continuous"
 
   def __init__(self, *, class_names, category_ids, max_boxes: int, augment_config=None):
     if max_boxes < 1:
@@ -157,17 +160,22 @@ class DetectionDataset:
     areas = self._annotation(self._check(index)).areas
     return None if areas is None else np.asarray(areas, np.float64).copy()
 
-  def boxes_wh(self, num: int, *, image_size: int) -> np.ndarray:
+  def boxes_wh(self, num: int, *, image_size: int | None = None,
+               scale: float | None = None) -> np.ndarray:
     """float32 [K, 2] pixel (w, h) of the non-difficult boxes of examples ``0..num-1`` after a
-    plain resize to ``image_size`` x ``image_size`` (annotations only, no image decoded)."""
+    plain resize to ``image_size`` x ``image_size``, or scaled by ``scale`` on both axes
+    (annotations only, no image decoded)."""
+    if (image_size is None) == (scale is None):
+      raise ValueError("give one of image_size and scale")
     wh = []
     for index in range(min(num, self.num_examples)):
       ann = self._annotation(index)
       if not ann.height or not ann.width:
         continue  # size unknown (unreadable image header): no shape to report
       boxes = ann.boxes[~ann.difficult]  # [k, 4]
-      scale = image_size / np.array([ann.width, ann.height], np.float64)
-      wh.append((boxes[:, 2:] - boxes[:, :2]) * scale)
+      factor = (np.array([scale, scale]) if scale is not None
+                else image_size / np.array([ann.width, ann.height], np.float64))
+      wh.append((boxes[:, 2:] - boxes[:, :2]) * factor)
     return np.concatenate(wh, 0).astype(np.float32) if wh else np.zeros((0, 2), np.float32)
 
   def batch(self, indices, *, image_size: int, augment_seeds=None) -> dict:

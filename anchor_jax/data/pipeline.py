@@ -6,14 +6,15 @@ A dataset is any object with the interface of ``data.detection.DetectionDataset`
 ``labels`` int32 [B, M], ``mask``/``difficult`` bool [B, M], ``image_id`` [B],
 ``orig_hw`` [B, 2], ``replaced`` [B]), ``ground_truth(index)`` in original pixels,
 ``class_names``, ``category_ids``, ``num_examples`` (None: unbounded),
-``boxes_wh(n, image_size=)`` and ``stats`` (skip/drop/truncation counters).
+``boxes_wh(n, image_size= | scale=)`` and ``stats`` (skip/drop/truncation counters).
 
 The training stream is a pure function of (seed, step): the global batch of
 step s holds stream positions ``[s * B, (s + 1) * B)``, mapped to dataset
 indices through a per-epoch permutation for finite datasets; process p takes
-its contiguous slice, and each example's augmentation is seeded by (seed,
-position). Resuming at step s therefore reproduces exactly the batches an
-uninterrupted run would have seen, on any number of processes.
+its contiguous slice, and each example's augmentation and the order of its GT
+slots (``shuffle_gt_slots``) are seeded by (seed, position). Resuming at step s
+therefore reproduces exactly the batches an uninterrupted run would have seen, on
+any number of processes.
 """
 from __future__ import annotations
 
@@ -65,6 +66,19 @@ def build_dataset(config, split: str):
   raise ValueError(f"Unknown dataset.name={name!r}; choose one of {DATASETS}.")
 
 
+def train_box_shapes(dataset, config, num_images: int | None = None) -> np.ndarray:
+  """float32 [N, 2] (w, h) in training-input pixels of the GT boxes of the first
+  ``num_images`` training images (default ``anchors.kmeans_images``): what k-means fits and
+  the figures show. A plain resize of the whole image to ``input.image_size`` maps them,
+  which is also the mean of darknet's jittered crops; native-scale crops
+  (``augment.crop_px``) scale every box by ``image_size / crop_px`` instead."""
+  num_images = num_images or config.anchors.kmeans_images
+  crop = config.augment.get("crop_px", 0.0) if config.dataset.name != "synthetic" else 0.0
+  if crop:
+    return dataset.boxes_wh(num_images, scale=config.input.image_size / crop)
+  return dataset.boxes_wh(num_images, image_size=config.input.image_size)
+
+
 def train_image_size(step: int, config) -> int:
   """The training input size at ``step``: ``input.image_size``, or with multi-scale one
   of ``input.multiscale_sizes``, switched every ``input.multiscale_every`` steps."""
@@ -79,6 +93,32 @@ def augment_seed(seed: int, position: int) -> int:
   """A per-example augmentation seed from (run seed, stream position): a fresh
   random draw for every epoch, reproducible on resume."""
   return int(np.random.SeedSequence([seed, position]).generate_state(1)[0])
+
+
+GT_SLOT_KEYS = ("boxes", "labels", "mask", "difficult")   # per-GT-slot arrays of a batch
+_SHUFFLE_STREAM = 1   # keeps the slot shuffle's draws apart from augment_seed's
+
+
+def shuffle_gt_slots(batch: dict, *, seed: int, positions) -> dict:
+  """Each example's GT slots in a random order drawn from (seed, stream position).
+
+  Under hard assignment, when two GTs of an image pick the same cell and anchor the later
+  slot wins (darknet's rule); darknet shuffles each image's boxes at load time
+  (``data.c: randomize_boxes``) so that the winner is random. Datasets write boxes in a
+  fixed order (the synthetic data largest first, files as annotated), which would always
+  favour one kind of box. Only the masked-in slots move (padding stays where it is); the
+  order is a pure function of (seed, position), so a resumed run sees the same batches.
+  ``batch``: [B, M, ...] arrays under ``GT_SLOT_KEYS``; ``positions``: [B] stream positions.
+  """
+  out = dict(batch)
+  for key in GT_SLOT_KEYS:
+    out[key] = np.array(batch[key])
+  for row, position in enumerate(positions):
+    slots = np.flatnonzero(out["mask"][row])
+    order = np.random.default_rng([seed, int(position), _SHUFFLE_STREAM]).permutation(slots)
+    for key in GT_SLOT_KEYS:
+      out[key][row, slots] = batch[key][row, order]
+  return out
 
 
 def position_to_index(position: int, *, num_examples: int | None, seed: int) -> int:
@@ -125,7 +165,7 @@ def train_stream(dataset, config, *, start_step: int, process_index: int,
                for p in positions]
     batch = dataset.batch(indices, image_size=train_image_size(step, config),
                           augment_seeds=[augment_seed(seed, int(p)) for p in positions])
-    return step, batch
+    return step, shuffle_gt_slots(batch, seed=seed, positions=positions)
   workers = config.dataset.workers
   steps = _count(start_step)
   batches = _ordered_map(make, steps, workers) if workers > 1 else map(make, steps)

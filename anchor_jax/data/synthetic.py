@@ -198,6 +198,7 @@ def _noise_bank(seed, size):
 
 
 class SyntheticDataset:
+  pixel_convention = "continuous"
   """Shapes-on-clutter detection dataset, deterministic by (seed, split, index).
 
   ``num_examples``: size of the split (required for ``eval``); ``None`` makes ``train``

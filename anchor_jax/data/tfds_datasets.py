@@ -193,6 +193,7 @@ def _text(value) -> str:
 class VocDataset(TfdsDetectionDataset):
   """TFDS VOC 07+12 trainval (train) / 07 test (eval): ``dataset.name=voc``."""
   DATASET = "voc"
+  pixel_convention = "voc"   # the devkit's inclusive pixel corners
 
 
 class CocoDataset(TfdsDetectionDataset):

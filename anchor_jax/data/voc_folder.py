@@ -82,6 +82,7 @@ def _find_image(root, image_id, xml_filename):
 
 
 class VocFolderDataset(detection.DetectionDataset):
+  pixel_convention = "voc"   # the devkit's inclusive pixel corners
   """Pascal-VOC-layout folder at ``path``, split ``split`` (the name of a file in
   ``ImageSets/Main/``). ``class_names``: list (or comma-separated string) fixing the
   classes and their order; None reads them from the split's annotations."""

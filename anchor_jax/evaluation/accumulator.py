@@ -8,15 +8,20 @@ per image, add NMS output batch by batch, and call ``compute()``:
   ev.add_batch(image_ids, det_boxes_px, det_scores, det_classes, det_valid)
   result = ev.compute()   # {'AP50': ..., 'per_class': {...}, ...}
 
-Metrics: ``voc07`` (11-point), ``voc12`` (all-point), both with the devkit's
-+1 pixel IoU; ``brainwash`` (single class, all-point AP at IoU > 0.5 on
-continuous pixel boxes, no +1: heads are small, and the +1 pixel was a
-VOC-devkit convention, not Brainwash's); ``coco`` (pycocotools). GT flagged
-``iscrowd`` counts as difficult for the VOC metrics; GT flagged ``difficult``
-goes to pycocotools as ``iscrowd`` (an ignore region, as mmdetection's
-VOC->COCO converter does).
-Detections with non-finite scores or boxes are dropped and counted
-(``num_dropped``); boxes are clipped to the image when its size is known.
+Metrics: ``voc07`` (11-point), ``voc12`` (all-point), ``brainwash`` (single class,
+all-point AP at IoU > 0.5), ``coco`` (pycocotools). The VOC-style metrics take the
+devkit's "+1 pixel" widths (``plus_one``) on VOC-convention data, where a box's corners
+are inclusive integer pixels; continuous coordinates (COCO, the synthetic data,
+Brainwash) take none. By default voc07/voc12 use it and brainwash does not; the eval
+runner passes the dataset's own convention. GT flagged ``iscrowd`` counts as difficult
+for the VOC metrics; GT flagged ``difficult`` goes to pycocotools as ``iscrowd`` (an
+ignore region, as mmdetection's VOC->COCO converter does).
+
+Boxes are scored exactly as given (pycocotools and the devkit do not clip detections
+either; the eval runner clips the model's own boxes to the image). Detections with a
+non-finite score or box, or with non-positive width or height, are dropped and counted
+(``num_dropped``); so are GT boxes with non-positive or non-finite sides
+(``num_dropped_gt``): such a GT could never be matched.
 """
 from __future__ import annotations
 
@@ -28,17 +33,25 @@ import numpy as np
 from anchor_jax.errors import UserError
 from anchor_jax.evaluation import coco_metric, voc_metric
 
-# name -> options of voc_metric.voc_evaluate ('coco' goes to pycocotools).
+# name -> (11-point AP?, +1 pixel by default) of voc_metric.voc_evaluate; 'coco' goes
+# to pycocotools.
 VOC_METRICS = {
     "voc07": dict(use_07_metric=True, plus_one=True),
     "voc12": dict(use_07_metric=False, plus_one=True),
     "brainwash": dict(use_07_metric=False, plus_one=False),
 }
 METRICS = tuple(VOC_METRICS) + ("coco",)
+PIXEL_CONVENTIONS = ("voc", "continuous")   # +1 pixel widths, or none
 
 
 class UnknownIdError(UserError, ValueError):
   """A detection names an image or category the ground truth does not have."""
+
+
+def _has_area(boxes) -> np.ndarray:
+  """[n, 4] xyxy -> [n] bool: finite, with positive width and height."""
+  return (np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0])
+          & (boxes[:, 3] > boxes[:, 1]))
 
 
 def _json_float(value):
@@ -51,7 +64,7 @@ class DetectionEvaluator:
 
   def __init__(self, *, metric: str, class_names: Sequence[str],
                category_ids: Sequence[int] | None = None,
-               iou_threshold: float = 0.5):
+               iou_threshold: float = 0.5, plus_one: bool | None = None):
     """
     Args:
       metric: one of ``METRICS``.
@@ -59,6 +72,8 @@ class DetectionEvaluator:
       category_ids: original category id per class index (COCO export);
         defaults to the indices themselves.
       iou_threshold: match threshold of the VOC-style metrics (IoU > it).
+      plus_one: the devkit's +1 pixel widths in the VOC-style metrics (None: the
+        metric's default, see ``VOC_METRICS``). Ignored by coco.
     """
     if metric not in METRICS:
       raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
@@ -70,6 +85,8 @@ class DetectionEvaluator:
     if len(self.category_ids) != len(self.class_names):
       raise ValueError("category_ids and class_names differ in length")
     self.iou_threshold = iou_threshold
+    self.plus_one = (VOC_METRICS[metric]["plus_one"] if plus_one is None and metric != "coco"
+                     else bool(plus_one))
     self.reset()
 
   def reset(self):
@@ -81,6 +98,7 @@ class DetectionEvaluator:
     self._gt = []  # per call: (index, boxes [n, 4], classes, difficult, areas, iscrowd)
     self._dets = []  # per call: (index [d], boxes [d, 4], scores [d], classes [d])
     self.num_dropped = 0
+    self.num_dropped_gt = 0
 
   def _index(self, image_id) -> int:
     """Dense index of ``image_id`` (NumPy/JAX scalars become Python scalars)."""
@@ -106,7 +124,7 @@ class DetectionEvaluator:
       boxes_px: ``[n, 4]`` xyxy in original pixels.
       classes: ``[n]`` contiguous class indices.
       difficult: ``[n]`` bool (VOC): not a positive; matches are ignored.
-      image_hw: (height, width) to clip detections to; None: no clipping.
+      image_hw: (height, width), for COCO's image records; None: unknown.
       areas: ``[n]`` COCO object areas (COCO's size split uses the mask
         area); default box area.
       iscrowd: ``[n]`` bool (COCO crowd regions; VOC metrics treat them as
@@ -126,7 +144,10 @@ class DetectionEvaluator:
     flags = [np.zeros(n, bool) if x is None else np.asarray(x, bool).reshape(n)
              for x in (difficult, iscrowd)]
     areas = None if areas is None else np.asarray(areas, np.float64).reshape(n)
-    self._gt.append((index, boxes, classes, flags[0], areas, flags[1]))
+    ok = _has_area(boxes)                                         # [n]
+    self.num_dropped_gt += int(n - ok.sum())
+    self._gt.append((index, boxes[ok], classes[ok], flags[0][ok],
+                     None if areas is None else areas[ok], flags[1][ok]))
 
   def add_ground_truth_batch(self, image_ids, boxes_px, classes, valid, *, difficult=None,
                              image_hw=None):
@@ -171,16 +192,16 @@ class DetectionEvaluator:
     if bad.any():
       raise UnknownIdError(
           f"detection class index {classes[bad][0]} outside [0, {self.num_classes})")
-    finite = np.isfinite(scores) & np.isfinite(boxes).all(axis=1)
-    dropped = int(finite.size - finite.sum())
+    keep = np.isfinite(scores) & _has_area(boxes)
+    dropped = int(keep.size - keep.sum())
     self.num_dropped += dropped
-    self._dets.append((index[finite], boxes[finite], scores[finite], classes[finite]))
+    self._dets.append((index[keep], boxes[keep], scores[keep], classes[keep]))
     return dropped
 
   # --------------------------------------------------------------------------
 
   def _gathered(self):
-    """Concatenated GT and detections (detections clipped to their image)."""
+    """Concatenated GT and detections, as given."""
     def cat(parts, i, empty):
       return np.concatenate([p[i] for p in parts]) if parts else empty
 
@@ -200,52 +221,56 @@ class DetectionEvaluator:
       raise UnknownIdError(
           f"detections name {len(missing)} image id(s) without ground truth, e.g. "
           f"{missing[:5]!r}")
-    hw = np.asarray(self._image_hw, np.float64).reshape(-1, 2)[det["image"]]  # [D, 2]
-    upper = np.where(np.isnan(hw), np.inf, hw)[:, [1, 0, 1, 0]]  # [D, 4] (w, h, w, h)
-    det["boxes"] = np.clip(det["boxes"], 0.0, upper)
     return gt, det
 
   def coco_results(self) -> list:
     """Detections added so far in COCO results format (original category ids,
-    [x, y, w, h] pixels, clipped), e.g. to write a DETS.json for the CLI."""
-    return self._coco_results(self._gathered()[1])
+    [x, y, w, h] pixels, as added), e.g. to write a DETS.json for the CLI."""
+    return self._coco_results(self._gathered()[1], self.category_ids)
 
-  def _coco_results(self, det) -> list:
+  def _coco_results(self, det, category_ids) -> list:
     return coco_metric.to_coco_results(
         image_ids=[self._image_ids[i] for i in det["image"].tolist()], boxes_xyxy=det["boxes"],
-        scores=det["scores"], class_indices=det["classes"], category_ids=self.category_ids)
+        scores=det["scores"], class_indices=det["classes"], category_ids=category_ids)
 
   def compute(self) -> dict:
     """Scores everything added so far; a JSON-ready dict.
 
-    Keys: ``metric``, ``AP50``, ``per_class`` {name: AP}, ``num_images``,
-    ``num_gt``, ``num_detections``, ``num_dropped``; for coco also ``AP``,
-    ``AP75``, ``APs``, ``APm``, ``APl``, ``per_class_AP50``. A class without
-    any positive GT has AP None and is left out of the mean; AP50 is None
-    when no class has a positive GT.
+    Keys: ``metric``, ``AP50``, ``AP50_agnostic``, ``per_class`` {name: AP},
+    ``num_images``, ``num_gt``, ``num_detections``, ``num_dropped``, ``num_dropped_gt``;
+    for coco also ``AP``, ``AP75``, ``APs``, ``APm``, ``APl``, ``per_class_AP50``. A class
+    without any positive GT has AP None and is left out of the mean; AP50 is None when no
+    class has a positive GT.
+
+    ``AP50_agnostic`` is the same metric's AP50 with every class merged into one: it
+    scores localisation alone (what anchors change), apart from classification. A
+    detection of the wrong class that hits a box counts as a hit there, and two
+    detections of one object under different classes count once and as a duplicate.
     """
     gt, det = self._gathered()
-    if self.metric == "coco":
-      out = self._compute_coco(gt, det)
-    else:
-      out = self._compute_voc(gt, det)
+    score = self._compute_coco if self.metric == "coco" else self._compute_voc
+    out = score(gt, det, self.class_names, self.category_ids)
+    merged = (dict(gt, classes=np.zeros_like(gt["classes"])),
+              dict(det, classes=np.zeros_like(det["classes"])))
+    out["AP50_agnostic"] = score(*merged, ["all"], [0])["AP50"]
     out.update(metric=self.metric, num_images=int(sum(self._has_gt)),
                num_gt=int(gt["classes"].size), num_detections=int(det["scores"].size),
-               num_dropped=self.num_dropped)
+               num_dropped=self.num_dropped, num_dropped_gt=self.num_dropped_gt)
     return out
 
-  def _compute_voc(self, gt, det) -> dict:
+  def _compute_voc(self, gt, det, class_names, category_ids) -> dict:
+    del category_ids
     result = voc_metric.voc_evaluate(
         gt_image=gt["image"], gt_class=gt["classes"], gt_boxes=gt["boxes"],
         gt_difficult=gt["difficult"] | gt["iscrowd"], det_image=det["image"],
         det_class=det["classes"], det_scores=det["scores"], det_boxes=det["boxes"],
-        num_classes=self.num_classes, iou_threshold=self.iou_threshold,
-        **VOC_METRICS[self.metric])
+        num_classes=len(class_names), iou_threshold=self.iou_threshold,
+        use_07_metric=VOC_METRICS[self.metric]["use_07_metric"], plus_one=self.plus_one)
     return {"AP50": _json_float(result.mean_ap),
             "per_class": {name: _json_float(ap)
-                          for name, ap in zip(self.class_names, result.per_class_ap)}}
+                          for name, ap in zip(class_names, result.per_class_ap)}}
 
-  def _compute_coco(self, gt, det) -> dict:
+  def _compute_coco(self, gt, det, class_names, category_ids) -> dict:
     ids = self._image_ids
     images = []
     for i, image_id in enumerate(ids):
@@ -256,13 +281,12 @@ class DetectionEvaluator:
     boxes = gt["boxes"]
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).tolist()
     annotations = [
-        {"image_id": ids[i], "category_id": self.category_ids[c], "bbox": b,
+        {"image_id": ids[i], "category_id": category_ids[c], "bbox": b,
          "area": a, "iscrowd": int(crowd or diff)}
         for i, c, b, a, crowd, diff in zip(
             gt["image"].tolist(), gt["classes"].tolist(), xywh, gt["areas"].tolist(),
             gt["iscrowd"].tolist(), gt["difficult"].tolist())]
-    categories = [{"id": cid, "name": name}
-                  for cid, name in zip(self.category_ids, self.class_names)]
+    categories = [{"id": cid, "name": name} for cid, name in zip(category_ids, class_names)]
     coco_gt = coco_metric.make_coco(
         {"images": images, "annotations": annotations, "categories": categories})
-    return coco_metric.coco_evaluate(coco_gt, self._coco_results(det))
+    return coco_metric.coco_evaluate(coco_gt, self._coco_results(det, category_ids))

@@ -5,7 +5,7 @@ prints. GT.json is COCO-format ground truth (``images``, ``annotations`` with ``
 [x, y, w, h] in pixels, ``category_id``, optional ``"difficult": 1`` and ``iscrowd``;
 ``categories``). DETS.json is a COCO results list (``image_id``, ``category_id``, ``bbox``
 [x, y, w, h], ``score``). Boxes are taken as xyxy = [x, y, x + w, y + h]; the VOC metrics
-then apply the devkit's +1 pixel convention to them (``voc_metric.py``). Categories get
+then take the devkit's +1 pixel widths when ``plus_one`` (``voc_metric.py``). Categories get
 contiguous indices in ascending id order.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _xyxy(xywh):
   return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
 
 
-def evaluator_from_coco_gt(gt: dict, metric: str):
+def evaluator_from_coco_gt(gt: dict, metric: str, *, plus_one: bool | None = None):
   """A DetectionEvaluator holding a COCO-format GT; also returns {cat id: index}."""
   try:
     categories = sorted(gt["categories"], key=lambda c: c["id"])
@@ -54,7 +54,7 @@ def evaluator_from_coco_gt(gt: dict, metric: str):
   cat_index = {c["id"]: k for k, c in enumerate(categories)}
   evaluator = accumulator.DetectionEvaluator(
       metric=metric, class_names=[str(c.get("name", c["id"])) for c in categories],
-      category_ids=[c["id"] for c in categories])
+      category_ids=[c["id"] for c in categories], plus_one=plus_one)
   per_image = collections.defaultdict(list)
   for i, ann in enumerate(annotations):
     if ann.get("image_id") not in known_images:
@@ -123,10 +123,11 @@ def _well_formed(det) -> bool:
           and (score is None or _is_number(score)))
 
 
-def evaluate_files(gt, dets, metric: str) -> dict:
-  """Scores COCO results ``dets`` against COCO-format ``gt`` (paths or parsed)."""
+def evaluate_files(gt, dets, metric: str, *, plus_one: bool | None = None) -> dict:
+  """Scores COCO results ``dets`` against COCO-format ``gt`` (paths or parsed), exactly
+  as given. ``plus_one``: the devkit's +1 pixel widths (None: the metric's default)."""
   gt = load_json(gt)
   dets = load_json(dets)
-  evaluator, cat_index = evaluator_from_coco_gt(gt, metric)
+  evaluator, cat_index = evaluator_from_coco_gt(gt, metric, plus_one=plus_one)
   add_coco_results(evaluator, dets, cat_index, [image["id"] for image in gt["images"]])
   return evaluator.compute()

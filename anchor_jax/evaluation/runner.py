@@ -33,6 +33,10 @@ class Evaluator:
 
   def __init__(self, config, dataset, *, model):
     self.config, self.dataset = config, dataset
+    convention = config.eval.get("pixel_convention", "auto")   # absent in older runs
+    if convention == "auto":
+      convention = getattr(dataset, "pixel_convention", "continuous")
+    self.plus_one = convention == "voc"   # the devkit's +1 widths on VOC-convention data
     self._forward = jax.jit(functools.partial(_forward, model))
 
   def predictions(self, params, batch_stats):
@@ -55,8 +59,9 @@ class Evaluator:
     (``[x, y, w, h]`` pixels, the dataset's category ids).
     """
     ev = accumulator.DetectionEvaluator(metric=self.config.eval.metric,
-                                          class_names=self.dataset.class_names,
-                                          category_ids=self.dataset.category_ids)
+                                        class_names=self.dataset.class_names,
+                                        category_ids=self.dataset.category_ids,
+                                        plus_one=self.plus_one)
     for batch, dets in self.predictions(params, batch_stats):
       v = batch["valid"]
       for row in np.nonzero(v)[0]:

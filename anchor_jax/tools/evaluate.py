@@ -4,11 +4,14 @@
   python -m anchor_jax.evaluate --workdir=DIR [--export=DETS.json]
 
 ``--gt`` is COCO-format ground truth (annotations may carry ``"difficult": 1``), ``--dets``
-a COCO results list (``anchor_jax/evaluation/coco_files.py`` gives the format). The
-output has ``AP50``, ``AP`` (coco), ``per_class`` {category name: AP} and ``num_dropped``
-(detections with NaN/inf score or box). The devkit's numbers come out exactly when the
-GT holds the XML corners as x = xmin, w = xmax - xmin (as TFDS's voc boxes, times the
-image size, do); converters that write w = xmax - xmin + 1 make every GT one pixel wider.
+a COCO results list (``anchor_jax/evaluation/coco_files.py`` gives the format). Boxes are
+scored exactly as given (nothing is clipped). The output has ``AP50``, ``AP`` (coco),
+``per_class`` {category name: AP}, ``num_dropped`` (detections with a NaN/inf score or
+box, or no area) and ``num_dropped_gt`` (GT boxes without area). With
+``--pixel_convention=voc`` (the default for voc07/voc12) the devkit's numbers come out
+exactly when the GT holds the XML corners as x = xmin, w = xmax - xmin (as TFDS's voc
+boxes, times the image size, do); converters that write w = xmax - xmin + 1 make every GT
+one pixel wider.
 
 ``--workdir`` evaluates the latest checkpoint of a training run on its config's eval split
 with its ``eval.metric``, appends the result to ``DIR/eval.jsonl`` (as training does) and
@@ -36,6 +39,11 @@ def define_flags(fv: flags.FlagValues, argv) -> None:
   flags.DEFINE_string("gt", None, "COCO-format ground-truth JSON.", flag_values=fv)
   flags.DEFINE_string("dets", None, "COCO results-format detections JSON.", flag_values=fv)
   flags.DEFINE_enum("metric", "voc07", accumulator.METRICS, "Metric for --gt/--dets.",
+                    flag_values=fv)
+  flags.DEFINE_enum("pixel_convention", "auto", ("auto",) + accumulator.PIXEL_CONVENTIONS,
+                    "For --gt/--dets with voc07/voc12/brainwash: 'voc' adds the devkit's +1 "
+                    "pixel to widths (VOC data), 'continuous' does not (COCO-style "
+                    "coordinates); auto: voc for voc07/voc12, continuous for brainwash.",
                     flag_values=fv)
   flags.DEFINE_string("workdir", None, "Training workdir: evaluate its latest checkpoint.",
                       flag_values=fv)
@@ -73,7 +81,8 @@ def main(fv: flags.FlagValues, args) -> int:
   if fv.workdir:
     result = evaluate_workdir(fv.workdir, export_path=fv.export)
   else:
-    result = coco_files.evaluate_files(fv.gt, fv.dets, fv.metric)
+    plus_one = {"auto": None, "voc": True, "continuous": False}[fv.pixel_convention]
+    result = coco_files.evaluate_files(fv.gt, fv.dets, fv.metric, plus_one=plus_one)
   print(json.dumps(result))
   return 0
 

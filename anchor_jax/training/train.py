@@ -61,11 +61,11 @@ def make_schedules(config) -> Schedules:
 
 
 def initial_anchors(config, train_ds) -> np.ndarray:
-  """[A, 2] grid units from ``anchors.init`` (k-means on the training boxes if asked)."""
+  """[A, 2] grid units from ``anchors.init`` (fitted to the training boxes for k-means,
+  autoanchor and calc_anchors)."""
   boxes_wh = None
-  if config.anchors.init == "kmeans":
-    boxes_wh = train_ds.boxes_wh(config.anchors.kmeans_images,
-                                 image_size=config.input.image_size) / STRIDE
+  if config.anchors.init in anchors_lib.DATA_INITS:
+    boxes_wh = pipeline.train_box_shapes(train_ds, config) / STRIDE
   return anchors_lib.init_anchors(config.anchors.init, config.anchors.num,
                                   boxes_wh=boxes_wh, seed=config.seed)
 
@@ -314,7 +314,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def anchor_plot(config, train_ds, init_anchors, learned, workdir) -> str:
   """anchors.png: the training boxes in log w-log h with initial, k-means and
   learned anchors (paper Figure 2), all in input pixels."""
-  boxes_px = train_ds.boxes_wh(config.anchors.kmeans_images, image_size=config.input.image_size)
+  boxes_px = pipeline.train_box_shapes(train_ds, config)
   kmeans_px = anchors_lib.kmeans_iou(boxes_px, config.anchors.num, seed=config.seed)
   sets = {f"initial ({config.anchors.init})": init_anchors * STRIDE,
           "k-means (1 - IoU)": kmeans_px, "learned": learned * STRIDE}

@@ -207,3 +207,25 @@ def test_rescore_and_hand_computed_single_gt():
   np.testing.assert_allclose(float(t["cls"]), np.log1p(np.exp(-2.0)), rtol=1e-5)
   np.testing.assert_allclose(float(t["noobj"]), 0.0)           # the only prediction is responsible
   np.testing.assert_allclose(float(t["avg_iou"]), iou, rtol=1e-5)
+
+
+@pytest.mark.parametrize("prior_on", [True, False])
+def test_gradient_equals_darknet_region_layer_deltas(prior_on):
+  """d loss / d raw outputs == -delta / B of darknet's forward_region_layer (a plain-loop
+  transcription in tests/reference.py), for every output channel: hard assignment,
+  rescore, ignore threshold 0.6, several GTs per image (collisions: the later wins)."""
+  scales = dict(coord_scale=1.3, object_scale=5.0, noobject_scale=0.7, class_scale=1.6)
+  for seed in range(4):
+    out, boxes, labels, mask = _problem(seed, batch=3, collide=seed % 2 == 0,
+                                        empty_prob=0.2)
+    def total(o, boxes=boxes, labels=labels, mask=mask):
+      return losses.yolo_loss(o, LOG_ANCHORS, boxes, labels, mask, temperature=0.0,
+                              cluster_weight=0.0, prior_scale=0.01 if prior_on else 0.0,
+                              ignore_thresh=0.6, rescore=True, **scales)[0]
+    grad = jax.grad(total)(jnp.asarray(out))
+    delta = reference.darknet_region_deltas(
+        out, ANCHORS.astype(np.float64), boxes, labels, mask, seen_before_12800=prior_on,
+        thresh=0.6, **scales)
+    assert np.abs(delta).max() > 0.1
+    np.testing.assert_allclose(np.asarray(grad), -delta / out.shape[0], rtol=0, atol=1e-5,
+                               err_msg=f"seed {seed}")

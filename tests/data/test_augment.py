@@ -267,3 +267,30 @@ def test_multiscale_size():
       aug.multiscale_size(0, sizes=bad, every=10, seed=0)
   with pytest.raises(ValueError):
     aug.multiscale_size(0, sizes=SIZES, every=0, seed=0)
+
+
+def test_native_scale_crops_keep_pixel_sizes():
+  """crop_px (the paper's Brainwash recipe): a whole-pixel 32 x 32 window of the source,
+  at 32 px out: pixels and box sizes as they are, boxes shifted by the window."""
+  rng = np.random.default_rng(11)
+  image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)       # H 48, W 64
+  boxes = np.array([[20.0, 10.0, 30.0, 22.0]])
+  cfg = aug.AugmentConfig(jitter=0.0, crop_px=32, flip=False, hue=0.0, saturation=1.0,
+                          exposure=1.0, min_box_px=0.0)
+  corners = set()
+  for seed in range(40):
+    params = aug.sample_params(np.random.default_rng(seed), 64, 48, cfg)
+    x0, y0, x1, y1 = params.window
+    assert (x1 - x0, y1 - y0) == (32, 32) and x0 == int(x0) and y0 == int(y0)
+    assert 0 <= x0 <= 32 and 0 <= y0 <= 16
+    corners.add((x0, y0))
+    out, out_boxes, _, keep = aug.apply_params(image, boxes, [0], params, out_size=32, cfg=cfg)
+    np.testing.assert_array_equal(out, image[int(y0):int(y0) + 32, int(x0):int(x0) + 32])
+    if len(keep):
+      clipped = np.clip(boxes[0] - [x0, y0, x0, y0], 0, 32)
+      np.testing.assert_allclose(out_boxes[0], clipped, atol=1e-5)
+  assert len(corners) > 20                       # positions spread over the frame
+  with pytest.raises(ValueError, match="jitter=0"):
+    aug.AugmentConfig(crop_px=32, jitter=0.2)
+  small = aug.sample_params(np.random.default_rng(0), 20, 10, cfg).window   # image < crop
+  assert -12 <= small[0] <= 0 and -22 <= small[1] <= 0 and small[2] - small[0] == 32

@@ -209,3 +209,45 @@ def test_resume_with_another_class_order_is_refused(tmp_path):
                                       "train.steps": 4})
   with pytest.raises(config_lib.ConfigError, match=r"\['cat', 'dog'\].*\['dog', 'cat'\]"):
     train.train_and_evaluate(swapped, workdir)
+
+
+def _colliding_batch(rows):
+  """[rows] images, each with two GTs in the same cell that pick the same anchor, then
+  padding: slot 0 a 0.30-wide box, slot 1 a 0.32-wide one, same centre."""
+  boxes = np.zeros((rows, 4, 4), np.float32)
+  boxes[:, 0] = [0.35, 0.35, 0.65, 0.65]
+  boxes[:, 1] = [0.34, 0.34, 0.66, 0.66]
+  labels = np.tile(np.array([[1, 2, 0, 0]], np.int32), (rows, 1))
+  mask = np.tile(np.array([[True, True, False, False]]), (rows, 1))
+  difficult = np.zeros((rows, 4), bool)
+  difficult[:, 1] = True
+  return {"boxes": boxes, "labels": labels, "mask": mask, "difficult": difficult,
+          "image": np.zeros((rows, 8, 8, 3), np.uint8)}
+
+
+def test_shuffled_slots_make_either_colliding_gt_win_about_half_the_time():
+  from anchor_jax.core import assign as assign_lib
+  rows = 400
+  batch = _colliding_batch(rows)
+  anchors = np.log(np.array([[1.0, 1.0], [4.0, 4.0]], np.float32))   # both GTs pick anchor 1
+  shuffled = input_pipeline.shuffle_gt_slots(batch, seed=5, positions=np.arange(rows))
+  a = assign_lib.assign(shuffled["boxes"], shuffled["mask"], anchors, grid_hw=(4, 4))
+  delta = np.asarray(a.delta)                                         # [rows, 4, 2]
+  assert np.allclose(delta.sum((1, 2)), 1.0), "exactly one of the two keeps the anchor"
+  winner_label = shuffled["labels"][np.arange(rows), delta.sum(-1).argmax(-1)]
+  share = np.mean(winner_label == 1)
+  assert 0.4 < share < 0.6, share                 # binomial(400, 1/2): sd 0.025
+  # Each row is a permutation of its own slots: boxes keep their labels and flags,
+  # padding stays padding.
+  for key in ("boxes", "labels", "mask", "difficult"):
+    np.testing.assert_array_equal(shuffled[key][:, 2:], batch[key][:, 2:])
+  first = shuffled["labels"][:, 0] == 1
+  np.testing.assert_array_equal(shuffled["difficult"][:, 0], ~first)
+  np.testing.assert_array_equal(shuffled["boxes"][first, 0], batch["boxes"][first, 0])
+  np.testing.assert_array_equal(shuffled["image"], batch["image"])
+  # The same (seed, position) gives the same order; the input is not modified.
+  again = input_pipeline.shuffle_gt_slots(batch, seed=5, positions=np.arange(rows))
+  np.testing.assert_array_equal(again["labels"], shuffled["labels"])
+  assert (batch["labels"][:, 0] == 1).all()
+  other = input_pipeline.shuffle_gt_slots(batch, seed=6, positions=np.arange(rows))
+  assert (other["labels"] != shuffled["labels"]).any()

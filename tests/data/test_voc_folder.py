@@ -4,8 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from anchor_jax.data import detection, image_io, voc_folder
-from tests import data_fixtures
+from anchor_jax.data import detection, image_io, pipeline, voc_folder
+from tests import data_fixtures, train_util
 
 # id -> (height, width, objects (name, difficult, (xmin, ymin, xmax, ymax)) as in the XML).
 IMAGES = {
@@ -107,6 +107,21 @@ def test_boxes_wh_are_resized_non_difficult_shapes(root):
   np.testing.assert_allclose(wh, expected, rtol=1e-6)
   assert wh.dtype == np.float32
   assert ds.boxes_wh(100, image_size=64).shape == (1 + 2 + 1 + 0 + 4, 2)  # whole split
+
+
+def test_training_box_shapes_follow_the_training_geometry(root):
+  """A plain resize to input.image_size, or with native-scale crops (augment.crop_px) one
+  scale image_size / crop_px on both axes: the boxes k-means and the figures see."""
+  ds = make(root)
+  config = train_util.tiny_config(**{"dataset.name": "voc_folder", "dataset.path": root,
+                                     "input.image_size": 64, "anchors.kmeans_images": 2})
+  np.testing.assert_allclose(pipeline.train_box_shapes(ds, config), ds.boxes_wh(2, image_size=64))
+  config.augment.jitter, config.augment.crop_px = 0.0, 32.0
+  native = [[30, 38], [10, 25], [20, 40]]                       # pixels as annotated
+  np.testing.assert_allclose(pipeline.train_box_shapes(ds, config), np.multiply(native, 2.0),
+                             rtol=1e-6)
+  with pytest.raises(ValueError, match="one of image_size and scale"):
+    ds.boxes_wh(2)
 
 
 def test_configured_class_names_drop_the_others(root):

@@ -35,11 +35,13 @@ def test_add_batch_padding_nan_and_numbers():
   assert out["num_dropped"] == 1 and out["num_detections"] == 3 and out["num_gt"] == 3
 
 
-def test_detections_are_clipped_to_the_registered_image():
+def test_detections_are_scored_as_given_not_clipped():
   ev = _evaluator("voc12")
-  ev.add_detections([0], [[-30, -30, 50, 50]], [0.5], [0])  # clips to [0, 0, 50, 50]
-  # +1 IoU with [10, 10, 50, 50]: 41² / 51² = 0.646 > .5 (unclipped: 41² / 81² = 0.256).
-  assert ev.compute()["per_class"]["cat"] == 1.0
+  ev.add_detections([0], [[-30, -30, 50, 50]], [0.5], [0])
+  # +1 IoU with [10, 10, 50, 50]: 41² / 81² = 0.256, a miss (clipped to the image it would
+  # be 41² / 51² = 0.646, a hit): the devkit and pycocotools do not clip.
+  assert ev.compute()["per_class"]["cat"] == 0.0
+  assert ev.coco_results()[0]["bbox"] == [-30.0, -30.0, 80.0, 80.0]
 
 
 def test_unknown_image_and_class_are_errors():
@@ -108,3 +110,18 @@ def test_add_ground_truth_batch_matches_per_image_registration():
                      [0.5, 0.6, 0.9], [0, 1, 1])
   assert ev.compute() == reference.compute()
   assert ev.compute()["num_gt"] == 3
+
+
+@pytest.mark.parametrize("metric", ["voc07", "voc12", "coco"])
+def test_class_agnostic_ap50_scores_boxes_apart_from_classes(metric):
+  """Two GTs (cat, dog), each hit by a perfect box: the dog's with the cat's label. AP50:
+  cat 1.0 (one of two cat detections is a false positive at the lower score -> 1.0 for
+  the devkit, the FP comes after the recall reaches 1), dog 0 -> mean 0.5. Class-agnostic:
+  both boxes hit -> 1.0."""
+  ev = evaluator_lib.DetectionEvaluator(metric=metric, class_names=NAMES)
+  ev.add_ground_truth(0, [[10, 10, 50, 50]], [0], image_hw=(100, 100))
+  ev.add_ground_truth(1, [[20, 20, 70, 60]], [1], image_hw=(100, 100))
+  ev.add_detections([0, 1], [[10, 10, 50, 50], [20, 20, 70, 60]], [0.9, 0.8], [0, 0])
+  out = ev.compute()
+  assert out["AP50"] == pytest.approx(0.5, abs=1e-6)
+  assert out["AP50_agnostic"] == pytest.approx(1.0, abs=1e-6)

@@ -5,6 +5,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import tests
@@ -89,14 +90,112 @@ def test_empty_detections(tmp_path, capsys):
     assert out["num_detections"] == 0
 
 
-def test_boxes_outside_the_image_are_clipped(tmp_path, capsys):
-  # GT [0, 0, 50, 50]; det [-40, -40, 90, 90] (xywh) clips to it exactly. Unclipped, the
-  # IoU would be 2500 / 8100 (a miss).
+def test_boxes_outside_the_image_are_scored_as_given(tmp_path, capsys):
+  # GT [0, 0, 50, 50]; det [-40, -40, 90, 90] (xywh): IoU 2500 / 8100, a miss. Clipped to
+  # the 400 x 400 image it would equal the GT; pycocotools and the devkit do not clip.
   gt = dict(GT, annotations=[{"image_id": 1, "category_id": 17, "bbox": [0, 0, 50, 50]}])
   dets = [{"image_id": 1, "category_id": 17, "bbox": [-40, -40, 90, 90], "score": 0.5}]
   for metric in ("voc12", "coco"):
     code, out, _ = _run_main(tmp_path, capsys, gt, dets, metric)
-    assert code == 0 and out["AP50"] == pytest.approx(1.0, abs=1e-6)
+    assert code == 0 and out["AP50"] == 0.0, metric
+
+
+def _random_set(seed, num_images=6, size=(120, 90)):
+  """COCO GT and detections, many of them reaching past the image borders."""
+  rng = np.random.default_rng(seed)
+  w, h = size
+  images = [{"id": k + 1, "width": w, "height": h} for k in range(num_images)]
+  anns, dets = [], []
+  for k in range(num_images):
+    for _ in range(int(rng.integers(1, 6))):
+      x, y = rng.uniform(-10, w - 10), rng.uniform(-10, h - 10)
+      bw, bh = rng.uniform(12, 60, 2)      # >= 12: every GT keeps an area inside
+      x0, y0 = max(x, 0.0), max(y, 0.0)
+      box = [x0, y0, min(x + bw, w) - x0, min(y + bh, h) - y0]     # GT inside the image
+      cat = int(rng.choice([3, 9]))
+      anns.append({"id": len(anns) + 1, "image_id": k + 1, "category_id": cat, "bbox": box,
+                   "area": box[2] * box[3], "iscrowd": 0})
+      for _ in range(int(rng.integers(0, 3))):     # near the GT, often past the border
+        jitter = rng.normal(0, 6, 4)
+        dets.append({"image_id": k + 1, "category_id": cat, "score": float(rng.uniform()),
+                     "bbox": [box[0] + jitter[0] - 5, box[1] + jitter[1] - 5,
+                              box[2] + abs(jitter[2]) + 10, box[3] + abs(jitter[3]) + 10]})
+    for _ in range(int(rng.integers(0, 3))):       # false positives
+      dets.append({"image_id": k + 1, "category_id": 3, "score": float(rng.uniform()),
+                   "bbox": [float(rng.uniform(-20, w)), float(rng.uniform(-20, h)), 30.0, 25.0]})
+  gt = {"images": images, "annotations": anns,
+        "categories": [{"id": 3, "name": "a"}, {"id": 9, "name": "b"}]}
+  return gt, dets
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_coco_metric_equals_pycocotools_on_boxes_past_the_image(tmp_path, capsys, seed):
+  import contextlib
+  import io
+
+  from pycocotools.coco import COCO
+  from pycocotools.cocoeval import COCOeval
+
+  gt, dets = _random_set(seed)
+  assert any(d["bbox"][0] < 0 or d["bbox"][0] + d["bbox"][2] > 120 for d in dets)
+  code, out, _ = _run_main(tmp_path, capsys, gt, dets, "coco")
+  assert code == 0
+  with contextlib.redirect_stdout(io.StringIO()):
+    coco_gt = COCO()
+    coco_gt.dataset = json.loads(json.dumps(gt))
+    coco_gt.createIndex()
+    ev = COCOeval(coco_gt, coco_gt.loadRes(json.loads(json.dumps(dets))), "bbox")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+  assert out["AP"] == pytest.approx(ev.stats[0], abs=1e-4)
+  assert out["AP50"] == pytest.approx(ev.stats[1], abs=1e-4)
+
+
+@pytest.mark.parametrize("metric", ["voc07", "voc12"])
+def test_voc_metrics_equal_the_devkit_on_boxes_past_the_image(tmp_path, capsys, metric):
+  from tests.evaluation.test_voc_metric import devkit_loop
+
+  for seed in range(3):
+    gt, dets = _random_set(seed)
+    code, out, _ = _run_main(tmp_path, capsys, gt, dets, metric)
+    assert code == 0
+    xyxy = lambda b: np.array([b[0], b[1], b[0] + b[2], b[1] + b[3]])
+    cls = {3: 0, 9: 1}
+    gts = [(a["image_id"], cls[a["category_id"]], xyxy(a["bbox"]), False)
+           for a in gt["annotations"]]
+    det_rows = [(d["image_id"], cls[d["category_id"]], d["score"], xyxy(d["bbox"]))
+                for d in dets]
+    want = devkit_loop(gts, det_rows, num_classes=2, use_07_metric=metric == "voc07")
+    assert out["per_class"]["a"] == pytest.approx(want[0], abs=1e-12)
+    assert out["per_class"]["b"] == pytest.approx(want[1], abs=1e-12)
+
+
+def test_boxes_without_area_are_dropped_and_counted(tmp_path, capsys):
+  gt = dict(GT, annotations=GT["annotations"] + [
+      {"image_id": 3, "category_id": 17, "bbox": [50, 50, -10, 20]},    # reversed width
+      {"image_id": 3, "category_id": 17, "bbox": [50, 50, 10, 0]}])     # zero height
+  dets = DETS + [{"image_id": 1, "category_id": 17, "bbox": [5, 5, 0, 10], "score": 0.95}]
+  for metric, expected in (("voc07", 6 / 11), ("voc12", 0.5416666666666666)):
+    code, out, _ = _run_main(tmp_path, capsys, gt, dets, metric)
+    assert code == 0 and out["AP50"] == pytest.approx(expected, abs=1e-12), metric
+    assert (out["num_dropped_gt"], out["num_dropped"], out["num_gt"]) == (2, 1, 5)
+
+
+def test_pixel_convention_flag(tmp_path, capsys):
+  # GT [0, 0, 10, 10], det [0, 0, 10, 14] (xyxy): IoU 100/140 = 0.714 continuous,
+  # 121/165 = 0.733 with +1; and det [0, 0, 10, 20]: 100/200 = 0.5 (a miss, IoU must
+  # exceed 0.5) continuous but 121/231 = 0.524 (a hit) with the devkit's +1.
+  gt = dict(GT, annotations=[{"image_id": 1, "category_id": 17, "bbox": [0, 0, 10, 10]}])
+  dets = [{"image_id": 1, "category_id": 17, "bbox": [0, 0, 10, 20], "score": 0.5}]
+  (tmp_path / "gt.json").write_text(json.dumps(gt))
+  (tmp_path / "dets.json").write_text(json.dumps(dets))
+  results = {}
+  for convention in ("auto", "voc", "continuous"):
+    assert evaluate.run([f"--gt={tmp_path / 'gt.json'}", f"--dets={tmp_path / 'dets.json'}",
+                         "--metric=voc12", f"--pixel_convention={convention}"]) == 0
+    results[convention] = json.loads(capsys.readouterr().out)["AP50"]
+  assert results == {"auto": 1.0, "voc": 1.0, "continuous": 0.0}
 
 
 def test_nan_and_inf_are_dropped_and_counted(tmp_path, capsys):
