@@ -25,6 +25,10 @@ from anchor_jax.errors import UserError
 from anchor_jax.evaluation import accumulator
 from anchor_jax.model import yolov2
 
+# Values of train.optimizer (training/optim.py builds them; kept here, below training in
+# the import order, so that validation reads the one list).
+OPTIMIZERS = ("sgd", "adamw")
+
 CHOICES = {
     "dataset.name": pipeline.DATASETS,
     "dataset.preset": tuple(synthetic.PRESETS),
@@ -33,20 +37,22 @@ CHOICES = {
     "anchors.assign_metric": assign_lib.METRICS,
     "eval.metric": accumulator.METRICS,
     "eval.pixel_convention": ("auto",) + accumulator.PIXEL_CONVENTIONS,
+    "train.optimizer": OPTIMIZERS,
 }
 POSITIVE_INTS = ("anchors.num", "train.steps", "train.batch_size", "train.log_every",
                  "train.checkpoint_every", "train.keep_checkpoints", "dataset.max_boxes",
                  "eval.batch_size", "eval.max_dets", "input.multiscale_every")
 NON_NEGATIVE = ("anchors.soft_assign_steps", "anchors.temperature", "anchors.cluster_steps",
                 "anchors.cluster_weight", "anchors.lr_mult", "train.burn_in_steps",
-                "train.weight_decay", "train.momentum", "eval.every_steps",
+                "train.weight_decay", "train.momentum", "train.adam_eps", "eval.every_steps",
                 "dataset.prefetch", "dataset.workers",
                 "loss.coord_scale", "loss.object_scale", "loss.noobject_scale",
                 "loss.class_scale", "loss.prior_scale", "loss.prior_images")
 # Keys that change the shapes or meaning of a checkpoint: resuming across a
 # change of any of them is refused.
 STRUCTURAL = ("model.name", "model.width", "anchors.num", "anchors.bn_no_shift",
-              "dataset.name", "dataset.num_classes", "train.batch_size", "seed")
+              "dataset.name", "dataset.num_classes", "train.batch_size", "train.optimizer",
+              "seed")
 
 
 class ConfigError(UserError, ValueError):
@@ -109,6 +115,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   except (TypeError, ValueError):
     errors.append(f"--config.train.lr_schedule={config.train.lr_schedule!r}: must be "
                   "((0, lr0), (step1, lr1), ...) with increasing steps starting at 0")
+  if not 0 <= config.train.adam_b2 < 1:
+    errors.append(f"--config.train.adam_b2={config.train.adam_b2!r}: must be in [0, 1)")
   if not 0 <= config.loss.ignore_thresh <= 1:
     errors.append("--config.loss.ignore_thresh must be in [0, 1]")
   if errors:

@@ -83,8 +83,11 @@ def base_config() -> ml_collections.ConfigDict:
       # (yolo-voc.cfg's) already warms up with its first 100 steps at 1e-4.
       burn_in_steps=0,
       burn_in_power=4.0,
-      momentum=0.9,
-      weight_decay=5e-4,
+      optimizer="sgd",       # sgd (darknet) | adamw (Adam, decoupled weight decay)
+      momentum=0.9,          # SGD momentum; Adam's b1 with adamw
+      adam_b2=0.999,         # adamw only: second-moment decay
+      adam_eps=1e-8,         # adamw only
+      weight_decay=5e-4,     # kernels only; sgd: L2 added to the gradient, adamw: decoupled
       log_every=100,
       checkpoint_every=1000,
       keep_checkpoints=3,

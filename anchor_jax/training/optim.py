@@ -1,11 +1,15 @@
-"""Optimiser and schedules: SGD as darknet trains YOLOv2, plus the anchors' own rules.
+"""Optimiser and schedules: SGD as darknet trains YOLOv2 (or AdamW), plus the anchors' own rules.
 
 * Learning rate: the paper's piecewise-constant schedule times darknet's burn-in
   factor ``min(1, (step / burn_in) ** power)``.
+* ``train.optimizer``: ``sgd`` (darknet: SGD + momentum, L2 weight decay added to
+  the gradient) or ``adamw`` (``optax.adamw``: Adam with decoupled weight decay,
+  ``lr * weight_decay * param``).
 * Weight decay on convolution/dense kernels only (``.../kernel``), never on
   biases, BatchNorm parameters or anchors.
-* The anchors (``params['head']['anchor_log_wh']``) get plain SGD+momentum with
-  their own learning-rate multiplier; with ``anchors.optimize=False``
+* The anchors (``params['head']['anchor_log_wh']``) get the same optimiser without
+  weight decay (SGD+momentum, or Adam) with their own learning-rate multiplier;
+  with ``anchors.optimize=False``
   (Baseline) their update is exactly zero, so they stay bit-identical while the
   forward/backward graph is the same as in the optimised run.
 * The warm-ups of paper §3.2 are schedules too: temperature T annealed linearly
@@ -19,6 +23,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import optax
+
+from anchor_jax import config_lib
 
 ANCHOR_PARAM = ("head", "anchor_log_wh")
 
@@ -65,17 +71,37 @@ def param_labels(params, *, optimize_anchors: bool):
   return jax.tree_util.tree_map_with_path(label, params)
 
 
+OPTIMIZERS = config_lib.OPTIMIZERS   # the values train.optimizer may take
+
+
 def make_optimizer(*, lr: optax.Schedule, momentum: float, weight_decay: float,
-                   anchor_lr_mult: float, optimize_anchors: bool,
-                   params) -> optax.GradientTransformation:
-  """SGD + momentum with per-group weight decay and the anchors' rules."""
+                   anchor_lr_mult: float, optimize_anchors: bool, params,
+                   optimizer: str = "sgd", adam_b2: float = 0.999,
+                   adam_eps: float = 1e-8) -> optax.GradientTransformation:
+  """The optimiser of ``optimizer`` with per-group weight decay and the anchors' rules.
+
+  ``sgd``: SGD with ``momentum``; kernels get L2 decay ``weight_decay * param`` added to
+  the gradient. ``adamw``: Adam with b1 = ``momentum``, b2 = ``adam_b2``; kernels get
+  decoupled decay (``optax.adamw``), the other groups plain Adam. Either way the anchors
+  use ``lr * anchor_lr_mult`` and no decay, and the frozen group a zero update.
+  """
+  if optimizer not in OPTIMIZERS:
+    raise ValueError(f"train.optimizer={optimizer!r}: choose one of {OPTIMIZERS}.")
   anchor_lr = lambda step: lr(step) * anchor_lr_mult
-  transforms = {
-      "decay": optax.chain(optax.add_decayed_weights(weight_decay),
-                           optax.sgd(lr, momentum=momentum)),
-      "no_decay": optax.sgd(lr, momentum=momentum),
-      "anchors": optax.sgd(anchor_lr, momentum=momentum),
-      "frozen": optax.set_to_zero(),
-  }
+  if optimizer == "sgd":
+    transforms = {
+        "decay": optax.chain(optax.add_decayed_weights(weight_decay),
+                             optax.sgd(lr, momentum=momentum)),
+        "no_decay": optax.sgd(lr, momentum=momentum),
+        "anchors": optax.sgd(anchor_lr, momentum=momentum),
+    }
+  else:
+    adam = dict(b1=momentum, b2=adam_b2, eps=adam_eps)
+    transforms = {
+        "decay": optax.adamw(lr, weight_decay=weight_decay, **adam),
+        "no_decay": optax.adam(lr, **adam),
+        "anchors": optax.adam(anchor_lr, **adam),
+    }
+  transforms["frozen"] = optax.set_to_zero()
   return optax.multi_transform(
       transforms, param_labels(params, optimize_anchors=optimize_anchors))

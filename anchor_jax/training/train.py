@@ -129,7 +129,8 @@ def create_state(config, model, schedules: Schedules):
   tx = optim.make_optimizer(
       lr=schedules.lr, momentum=config.train.momentum, weight_decay=config.train.weight_decay,
       anchor_lr_mult=config.anchors.lr_mult, optimize_anchors=config.anchors.optimize,
-      params=params)
+      params=params, optimizer=config.train.optimizer, adam_b2=config.train.adam_b2,
+      adam_eps=config.train.adam_eps)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
                      opt_state=tx.init(params))
   return tx, jax.device_get(state)
