@@ -28,6 +28,7 @@ from anchor_jax.model import yolov2
 # Values of train.optimizer (training/optim.py builds them; kept here, below training in
 # the import order, so that validation reads the one list).
 OPTIMIZERS = ("sgd", "adamw")
+LR_SHAPES = ("piecewise", "cosine")   # train.lr_shape (training/optim.py)
 
 CHOICES = {
     "dataset.name": pipeline.DATASETS,
@@ -38,13 +39,15 @@ CHOICES = {
     "eval.metric": accumulator.METRICS,
     "eval.pixel_convention": ("auto",) + accumulator.PIXEL_CONVENTIONS,
     "train.optimizer": OPTIMIZERS,
+    "train.lr_shape": LR_SHAPES,
 }
 POSITIVE_INTS = ("anchors.num", "train.steps", "train.batch_size", "train.log_every",
                  "train.checkpoint_every", "train.keep_checkpoints", "dataset.max_boxes",
                  "eval.batch_size", "eval.max_dets", "input.multiscale_every")
 NON_NEGATIVE = ("anchors.soft_assign_steps", "anchors.temperature", "anchors.cluster_steps",
                 "anchors.cluster_weight", "anchors.lr_mult", "train.burn_in_steps",
-                "train.weight_decay", "train.momentum", "train.adam_eps", "eval.every_steps",
+                "train.weight_decay", "train.momentum", "train.adam_eps",
+                "train.peak_lr", "train.warmup_steps", "train.final_lr_frac", "eval.every_steps",
                 "dataset.prefetch", "dataset.workers",
                 "loss.coord_scale", "loss.object_scale", "loss.noobject_scale",
                 "loss.class_scale", "loss.prior_scale", "loss.prior_images")
@@ -115,6 +118,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   except (TypeError, ValueError):
     errors.append(f"--config.train.lr_schedule={config.train.lr_schedule!r}: must be "
                   "((0, lr0), (step1, lr1), ...) with increasing steps starting at 0")
+  if config.train.lr_shape == "cosine" and not config.train.warmup_steps < config.train.steps:
+    errors.append(f"--config.train.warmup_steps={config.train.warmup_steps!r}: must be < "
+                  f"train.steps={config.train.steps}")
   if not 0 <= config.train.adam_b2 < 1:
     errors.append(f"--config.train.adam_b2={config.train.adam_b2!r}: must be in [0, 1)")
   if not 0 <= config.loss.ignore_thresh <= 1:

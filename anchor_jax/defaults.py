@@ -78,9 +78,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(dict(
       steps=30000,
       batch_size=64,         # global batch, split over all devices of all hosts
+      lr_shape="piecewise",  # piecewise (lr_schedule) | cosine (peak_lr, warmup_steps, final_lr_frac)
       lr_schedule=PAPER_VOC_LR,
-      # yolov2-voc.cfg's burn_in=1000 (lr * (step / 1000)^4); 0 here: the paper's schedule
-      # (yolo-voc.cfg's) already warms up with its first 100 steps at 1e-4.
+      peak_lr=1e-3,          # cosine: lr after the warm-up
+      warmup_steps=0,        # cosine: linear warm-up 0 -> peak_lr (burn-in still multiplies)
+      final_lr_frac=0.0,     # cosine: lr at train.steps = peak_lr * final_lr_frac
+      # darknet's burn-in, lr * min(1, (step / burn_in) ** power): yolov2-voc.cfg has 1000;
+      # 0 here, as the paper's schedule (yolo-voc.cfg's) warms up with 100 steps at 1e-4.
       burn_in_steps=0,
       burn_in_power=4.0,
       optimizer="sgd",       # sgd (darknet) | adamw (Adam, decoupled weight decay)

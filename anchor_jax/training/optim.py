@@ -1,7 +1,8 @@
 """Optimiser and schedules: SGD as darknet trains YOLOv2 (or AdamW), plus the anchors' own rules.
 
-* Learning rate: the paper's piecewise-constant schedule times darknet's burn-in
-  factor ``min(1, (step / burn_in) ** power)``.
+* Learning rate (``train.lr_shape``): ``piecewise``, the paper's piecewise-constant
+  schedule, or ``cosine``, a linear warm-up to a peak then a cosine decay to a fraction of
+  the peak; either times darknet's burn-in factor ``min(1, (step / burn_in) ** power)``.
 * ``train.optimizer``: ``sgd`` (darknet: SGD + momentum, L2 weight decay added to
   the gradient) or ``adamw`` (``optax.adamw``: Adam with decoupled weight decay,
   ``lr * weight_decay * param``).
@@ -46,6 +47,25 @@ def lr_schedule(lrs: Sequence[Sequence[float]], *, burn_in_steps: int = 0,
     if burn_in_steps <= 0:
       return base
     return base * jnp.minimum(1.0, (step / burn_in_steps) ** burn_in_power)
+  return schedule
+
+
+def cosine_lr_schedule(peak_lr: float, total_steps: int, *, warmup_steps: int = 0,
+                       final_lr_frac: float = 0.0, burn_in_steps: int = 0,
+                       burn_in_power: float = 4.0) -> optax.Schedule:
+  """Linear warm-up 0 -> ``peak_lr`` over ``warmup_steps``, then a cosine decay to
+  ``peak_lr * final_lr_frac`` at ``total_steps`` (constant after), times the burn-in factor.
+  """
+  if not 0 <= warmup_steps < total_steps:
+    raise ValueError(f"train.warmup_steps={warmup_steps} must be in [0, train.steps).")
+  base = optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=peak_lr, warmup_steps=warmup_steps,
+      decay_steps=total_steps, end_value=peak_lr * final_lr_frac)
+
+  def schedule(step):
+    if burn_in_steps <= 0:
+      return base(step)
+    return base(step) * jnp.minimum(1.0, (step / burn_in_steps) ** burn_in_power)
   return schedule
 
 

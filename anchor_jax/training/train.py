@@ -51,11 +51,20 @@ class Schedules:
   cluster_weight: Any = flax.struct.field(pytree_node=False)
 
 
+def make_lr_schedule(config):
+  """``train.lr_shape``: the piecewise ``train.lr_schedule`` or a warm-up + cosine decay."""
+  t = config.train
+  burn_in = dict(burn_in_steps=t.burn_in_steps, burn_in_power=t.burn_in_power)
+  if t.lr_shape == "cosine":
+    return optim.cosine_lr_schedule(t.peak_lr, t.steps, warmup_steps=t.warmup_steps,
+                                    final_lr_frac=t.final_lr_frac, **burn_in)
+  return optim.lr_schedule(t.lr_schedule, **burn_in)
+
+
 def make_schedules(config) -> Schedules:
   a = config.anchors
   return Schedules(
-      lr=optim.lr_schedule(config.train.lr_schedule, burn_in_steps=config.train.burn_in_steps,
-                           burn_in_power=config.train.burn_in_power),
+      lr=make_lr_schedule(config),
       temperature=optim.warmup_schedule(a.temperature, a.soft_assign_steps),
       cluster_weight=optim.warmup_schedule(a.cluster_weight, a.cluster_steps))
 
