@@ -121,6 +121,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.train.lr_shape == "cosine" and not config.train.warmup_steps < config.train.steps:
     errors.append(f"--config.train.warmup_steps={config.train.warmup_steps!r}: must be < "
                   f"train.steps={config.train.steps}")
+  if not 0 <= config.model.obj_bias_prior < 1:
+    errors.append(f"--config.model.obj_bias_prior={config.model.obj_bias_prior!r}: must be in "
+                  "[0, 1) (0: zero bias)")
   if not 0 <= config.train.adam_b2 < 1:
     errors.append(f"--config.train.adam_b2={config.train.adam_b2!r}: must be in [0, 1)")
   if not 0 <= config.loss.ignore_thresh <= 1:

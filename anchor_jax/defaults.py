@@ -52,6 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
       name="darknet19",      # darknet19 | tiny
       width=1.0,             # channel multiplier
       bn_momentum=0.99,
+      obj_bias_prior=0.0,    # initial objectness p (bias logit(p), focal-loss prior); 0: zero bias
       dtype="float32",
   ))
 

@@ -143,6 +143,10 @@ class YOLOHead(nn.Module):
 
   With ``bn_no_shift`` the final conv's bias on the t_w/t_h channels is kept but is
   redundant (the BN removes any per-channel constant; in train mode its gradient is 0).
+
+  ``obj_bias_prior`` p in (0, 1) initialises the objectness bias to ``-log((1 - p) / p)``,
+  so every prediction starts at objectness p (the focal-loss prior, Lin et al. 2017); 0
+  keeps darknet's zero bias (objectness 0.5 everywhere).
   """
   num_classes: int
   anchors: Sequence[Sequence[float]]
@@ -150,7 +154,17 @@ class YOLOHead(nn.Module):
   bn_momentum: float
   bn_epsilon: float
   bn_axis_name: str | None
+  obj_bias_prior: float = 0.0
   dtype: Any = jnp.float32
+
+  def _bias_init(self, key, shape, dtype=jnp.float32):
+    """Zeros, with the objectness channel of every anchor at logit(obj_bias_prior)."""
+    del key
+    bias = np.zeros((len(self.anchors), 5 + self.num_classes), np.float32)
+    if self.obj_bias_prior:
+      p = self.obj_bias_prior
+      bias[:, 4] = -np.log((1.0 - p) / p)
+    return jnp.asarray(bias.reshape(shape), dtype)
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -163,7 +177,8 @@ class YOLOHead(nn.Module):
 
     out_channels = 5 + self.num_classes
     x = nn.Conv(num_anchors * out_channels, (1, 1), padding="SAME", use_bias=True,
-                dtype=self.dtype, kernel_init=darknet_kernel_init(), name="pred")(x)
+                dtype=self.dtype, kernel_init=darknet_kernel_init(),
+                bias_init=self._bias_init, name="pred")(x)
     b, h, w, _ = x.shape
     x = x.reshape(b, h, w, num_anchors, out_channels)  # [B, H, W, A, 5 + C]
     if self.bn_no_shift:
@@ -190,6 +205,7 @@ class YOLOv2(nn.Module):
     bn_axis_name: pmap axis over which BatchNorm statistics are averaged, or None.
     bn_momentum: running-average decay; 0.99 as darknet (``rolling = .99 rolling + .01 batch``).
     bn_epsilon: BatchNorm epsilon.
+    obj_bias_prior: initial objectness p of every prediction (bias logit(p)); 0: zero bias.
     leaky_slope: LeakyReLU negative slope (darknet: 0.1).
     min_channels: floor of the width rule.
     dtype: compute dtype (params stay float32; the output is cast to float32).
@@ -204,6 +220,7 @@ class YOLOv2(nn.Module):
   bn_epsilon: float = 1e-5
   leaky_slope: float = 0.1
   min_channels: int = 8
+  obj_bias_prior: float = 0.0
   dtype: Any = jnp.float32
 
   def _conv(self, channels, kernel_size, name):
@@ -245,7 +262,8 @@ class YOLOv2(nn.Module):
     x = YOLOHead(self.num_classes, tuple(map(tuple, self.anchors)),
                  bn_no_shift=self.bn_no_shift, bn_momentum=self.bn_momentum,
                  bn_epsilon=self.bn_epsilon, bn_axis_name=self.bn_axis_name,
-                 dtype=self.dtype, name="head")(x, train=train)
+                 obj_bias_prior=self.obj_bias_prior, dtype=self.dtype,
+                 name="head")(x, train=train)
     return jnp.asarray(x, jnp.float32)  # [B, S/32, S/32, A, 5 + C]
 
 
@@ -257,7 +275,8 @@ def from_config(config, *, num_classes: int, anchors, axis_name: str | None = No
       num_classes=num_classes, anchors=tuple(map(tuple, np.asarray(anchors).tolist())),
       width=config.model.width, backbone=config.model.name,
       bn_no_shift=config.anchors.bn_no_shift, bn_axis_name=axis_name,
-      bn_momentum=config.model.bn_momentum, dtype=jnp.dtype(config.model.dtype))
+      bn_momentum=config.model.bn_momentum, obj_bias_prior=config.model.obj_bias_prior,
+      dtype=jnp.dtype(config.model.dtype))
 
 
 def count_params(params) -> int:
