@@ -76,7 +76,7 @@ def test_explicit_list_parsing():
     ("voc", 3, "set of 5 anchors; got num=3"),
     ("coco", 9, "set of 5 anchors; got num=9"),
     ("kmeans", 5, "needs boxes_wh"),
-    ("kmeens", 5, "valid: identical, uniform, kmeans, voc, coco"),
+    ("kmeens", 5, "valid: identical, uniform, voc, coco, kmeans, autoanchor, calc_anchors"),
     ("identical", 0, "num >= 1"),
 ])
 def test_bad_inits_raise_clearly(init, num, match):

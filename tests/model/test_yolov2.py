@@ -257,3 +257,17 @@ def test_bfloat16_compute_without_wh_bn(tiny_vars):
   np.testing.assert_array_equal(out, raw.astype(jnp.float32))
   ref, _, _ = _apply(tiny_vars, x, train=False, bn_no_shift=True)  # init stats: ~identity
   np.testing.assert_allclose(out, ref, atol=0.05 * float(jnp.abs(ref).max()))
+
+
+def test_objectness_bias_prior():
+  """model.obj_bias_prior p: the objectness bias of every anchor starts at logit(p), so
+  sigmoid(t_o) = p where the kernel's contribution is 0; the other biases stay 0."""
+  model = _tiny(obj_bias_prior=0.01)
+  variables = jax.jit(lambda key, x: model.init(key, x, train=False))(
+      jax.random.key(0, impl="rbg"), jnp.zeros((1, 64, 64, 3)))
+  bias = np.asarray(variables["params"]["head"]["pred"]["bias"]).reshape(3, 8)   # [A, 5 + C]
+  np.testing.assert_allclose(bias[:, 4], np.log(0.01 / 0.99), rtol=1e-6)
+  assert (np.delete(bias, 4, axis=1) == 0).all()
+  zero = np.asarray(_tiny().init(jax.random.key(0, impl="rbg"), jnp.zeros((1, 64, 64, 3)),
+                                 train=False)["params"]["head"]["pred"]["bias"])
+  assert (zero == 0).all()

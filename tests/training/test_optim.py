@@ -92,3 +92,50 @@ def test_baseline_freezes_anchors_bit_for_bit(optimize):
     np.testing.assert_allclose(np.asarray(new["conv"]["bias"]),
                                -0.01 * np.asarray(g0["conv"]["bias"]), rtol=1e-5, atol=1e-9)
   assert not np.allclose(np.asarray(new["conv"]["kernel"]), k0)
+
+
+def test_cosine_schedule_by_hand():
+  s = optim.cosine_lr_schedule(1e-2, 1000, warmup_steps=100, final_lr_frac=0.01)
+  # Linear 0 -> 1e-2 over 100 steps, then 1e-4 + (1e-2 - 1e-4)(1 + cos(pi t)) / 2 with
+  # t = (step - 100) / 900, constant after the last step.
+  for step in (0, 50, 100, 400, 550, 1000, 2000):
+    if step < 100:
+      want = 1e-2 * step / 100
+    else:
+      t = min(step - 100, 900) / 900
+      want = 1e-4 + (1e-2 - 1e-4) * (1 + np.cos(np.pi * t)) / 2
+    np.testing.assert_allclose(float(s(step)), want, rtol=1e-5, atol=1e-12, err_msg=step)
+  burned = optim.cosine_lr_schedule(1e-2, 1000, burn_in_steps=200, burn_in_power=2)
+  # No warm-up: cosine from step 0, times the burn-in factor (100 / 200) ** 2 = 0.25.
+  np.testing.assert_allclose(float(burned(100)), 1e-2 * (1 + np.cos(np.pi * 0.1)) / 2 * 0.25,
+                             rtol=1e-5)
+  with pytest.raises(ValueError, match="warmup_steps"):
+    optim.cosine_lr_schedule(1e-2, 100, warmup_steps=100)
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_adamw_groups_first_step(optimize):
+  """First Adam step moves every entry by lr * g / (|g| + eps') = ~lr * sign(g); kernels
+  also shrink by lr * wd (decoupled); anchors use lr * mult, or stay bit-equal frozen."""
+  params = _toy_params()
+  batch = _toy_batch()
+  lr, wd, mult = 1e-3, 0.1, 3.0
+  tx = optim.make_optimizer(lr=optax.constant_schedule(lr), momentum=0.9, weight_decay=wd,
+                            anchor_lr_mult=mult, optimize_anchors=optimize, params=params,
+                            optimizer="adamw")
+  g = jax.grad(_toy_loss)(params, *batch)
+  updates, _ = tx.update(g, tx.init(params), params)
+  step = lambda gg, rate: -rate * gg / (np.abs(gg) + 1e-8)        # bias-corrected 1st step
+  gk, k0 = np.asarray(g["conv"]["kernel"]), np.asarray(params["conv"]["kernel"])
+  np.testing.assert_allclose(np.asarray(updates["conv"]["kernel"]), step(gk, lr) - lr * wd * k0,
+                             rtol=1e-4, atol=1e-9)
+  np.testing.assert_allclose(np.asarray(updates["conv"]["bias"]),
+                             step(np.asarray(g["conv"]["bias"]), lr), rtol=1e-4, atol=1e-9)
+  ga = np.asarray(g["head"]["anchor_log_wh"])
+  want = step(ga, lr * mult) if optimize else np.zeros_like(ga)
+  np.testing.assert_allclose(np.asarray(updates["head"]["anchor_log_wh"]), want, rtol=1e-4,
+                             atol=0 if not optimize else 1e-9)
+  with pytest.raises(ValueError, match="train.optimizer"):
+    optim.make_optimizer(lr=optax.constant_schedule(lr), momentum=0.9, weight_decay=wd,
+                         anchor_lr_mult=mult, optimize_anchors=optimize, params=params,
+                         optimizer="lamb")
