@@ -102,9 +102,12 @@ def check(sweep: dict, records, *, seeds, min_gain: float, max_spread: float,
   the learned anchors to k-means.
   """
   seeds = sorted(seeds)
-  inits = sweep["table"]["rows"]
+  has = {(r["row"], r["col"]) for r in sweep["runs"] if "row" in r}
+  rows = sweep["table"]["rows"]
+  inits = [row for row in rows if (row, BASELINE) in has and (row, OPT) in has]
+  tools = [row for row in rows if (row, BASELINE) in has and (row, OPT) not in has]
   cells = _by_cell(records)
-  ap = {(row, col): _pct_values(cells.get((row, col), {})) for row in inits
+  ap = {(row, col): _pct_values(cells.get((row, col), {})) for row in rows
         for col in (BASELINE, OPT)}
 
   def complete(values):   # a verdict needs every seed, and a std needs two
@@ -146,7 +149,12 @@ def check(sweep: dict, records, *, seeds, min_gain: float, max_spread: float,
   readers["cls_per_box"] = class_nats_per_box
   train = {key: {cell: {s: v for s, r in per_seed.items() if (v := read(r.workdir)) is not None}
                  for cell, per_seed in cells.items()} for key, read in readers.items()}
-  return {"seeds": seeds, "inits": inits, "gains": gains, "spreads": spreads,
+  # Opt from each init vs the Baseline of each other tool's anchors, paired by seed.
+  versus = {(init, tool): [ap[(init, OPT)][s] - ap[(tool, BASELINE)][s] for s in seeds
+                           if s in ap[(init, OPT)] and s in ap[(tool, BASELINE)]]
+            for init in inits for tool in tools}
+  return {"seeds": seeds, "inits": inits, "tools": tools, "versus": versus,
+          "gains": gains, "spreads": spreads,
           "robust": robust, "pairs": pairs, "agree": agree, "to_kmeans": to_kmeans,
           "train": train,
           "learned": learned, "thresholds": {"min_gain": min_gain, "max_spread": max_spread,
@@ -163,9 +171,10 @@ def render(out: dict, *, command: str, title: str) -> str:
            (f"Seeds {', '.join(map(str, out['seeds']))}; AP50 in points (%), "
             "mean ± std over seeds (ddof=1), differences paired by seed."), "",
            f"## 1. Opt beats Baseline by >= {t['min_gain']:g} AP50", "",
-           "| Init | Opt − Baseline | verdict |", "| --- | --- | --- |"]
+           "| Init | Opt − Baseline | 95 % CI | verdict |", "| --- | --- | --- | --- |"]
   for init, g in out["gains"].items():
-    lines.append(f"| {init} | {fmt_stats(g['diffs'], signed=True)} | {_verdict(g['holds'])} |")
+    lines.append(f"| {init} | {fmt_stats(g['diffs'], signed=True)} | "
+                 f"{results.fmt_ci(g['diffs'])} | {_verdict(g['holds'])} |")
   lines += ["", f"## 2. Opt is robust to the init (spread <= {t['max_spread']:g} AP50)", "",
             "| Method | " + " | ".join(out["inits"]) + " | spread (max − min) |",
             "| --- |" + " --- |" * (len(out["inits"]) + 1)]
@@ -181,6 +190,15 @@ def render(out: dict, *, command: str, title: str) -> str:
   for (a, b), scores in out["pairs"].items():
     lines.append(f"| {a} | {b} | {fmt_stats(scores, digits=3)} |")
   lines += ["", f"Verdict: {_verdict(out['agree'])}."]
+  if out["tools"]:
+    lines += ["", "## Learned anchors vs the anchors other tools give (not in the paper)", "",
+              ("Opt from each init minus the Baseline with the anchors of YOLOv5's AutoAnchor "
+               "or darknet's calc_anchors (frozen), AP50 points, paired by seed."), "",
+              "| Opt from | vs Baseline with | Opt − Baseline | 95 % CI |",
+              "| --- | --- | --- | --- |"]
+    for (init, tool), diffs in out["versus"].items():
+      lines.append(f"| {init} | {tool} | {fmt_stats(diffs, signed=True)} | "
+                   f"{results.fmt_ci(diffs)} |")
   if out["to_kmeans"]:
     lines += ["", "Learned (Opt) vs the k-means anchors of the training boxes, same score:", "",
               "| Opt from | matched IoU to k-means |", "| --- | --- |"]

@@ -5,7 +5,8 @@ Numbers come only from the workdirs (``DONE``, ``attempts.jsonl``, ``anchors.jso
 so the tables can be rebuilt at any time (``--table_only``). In the CSV, ``AP50`` and
 ``AP`` are the eval.jsonl values (fractions); the markdown shows percent like the paper.
 Std uses ddof=1 and is shown from 2 seeds on; a difference is taken seed by seed over
-the seeds both runs finished, then averaged.
+the seeds both runs finished, then averaged, with a 95 % confidence interval of the mean
+difference (Student's t, n - 1 degrees of freedom).
 """
 from __future__ import annotations
 
@@ -17,10 +18,13 @@ import os
 import re
 import statistics
 
+from scipy import stats as scipy_stats
+
 from experiments import launcher, sweep_lib
 from experiments import workdir as wd
 
-CSV_FIELDS = ("name", "seed", "status", "row", "col", "AP50", "AP", "anchors_px",
+METRIC_KEYS = ("AP50", "AP50_agnostic", "AP")   # eval.jsonl values the tables can show
+CSV_FIELDS = ("name", "seed", "status", "row", "col", *METRIC_KEYS, "anchors_px",
               "anchors_step", "wall_s", "workdir")
 MISSING = "n/a"
 
@@ -70,7 +74,7 @@ def collect(sweep: dict, root: str, seeds) -> list[Record]:
                    wall_s=wd.wall_seconds(path))
       final = wd.done_eval(path)
       if final is not None:
-        rec.metrics = {k: final[k] for k in ("AP50", "AP") if final.get(k) is not None}
+        rec.metrics = {k: final[k] for k in METRIC_KEYS if final.get(k) is not None}
       anchors = wd.last_anchors(path)
       if anchors is not None:
         rec.anchors_px = [[round(float(v), 2) for v in wh] for wh in anchors["anchors_px"]]
@@ -86,7 +90,7 @@ def write_csv(records, path: str) -> None:
     for r in records:
       writer.writerow({
           "name": r.name, "seed": r.seed, "status": r.status, "row": r.row, "col": r.col,
-          "AP50": r.metrics.get("AP50", ""), "AP": r.metrics.get("AP", ""),
+          **{k: r.metrics.get(k, "") for k in METRIC_KEYS},
           "anchors_px": json.dumps(r.anchors_px) if r.anchors_px is not None else "",
           "anchors_step": "" if r.anchors_step is None else r.anchors_step,
           "wall_s": "" if r.wall_s is None else round(r.wall_s, 1), "workdir": r.workdir})
@@ -110,6 +114,22 @@ def fmt_stats(values, *, signed: bool = False, digits: int = 2) -> str:
   return text if std is None else f"{text} ± {std:.{digits}f}"
 
 
+def mean_ci(values, level: float = 0.95) -> tuple[float, float, float] | None:
+  """(mean, low, high): Student's t interval of the mean; None under two values."""
+  values = list(values)
+  if len(values) < 2:
+    return None
+  mean, std = mean_std(values)
+  half = scipy_stats.t.ppf(0.5 + level / 2, len(values) - 1) * std / len(values) ** 0.5
+  return mean, mean - half, mean + half
+
+
+def fmt_ci(values, *, digits: int = 2) -> str:
+  """``[low, high]`` of ``mean_ci`` (``n/a`` under two values)."""
+  ci = mean_ci(values)
+  return MISSING if ci is None else f"[{ci[1]:+.{digits}f}, {ci[2]:+.{digits}f}]"
+
+
 def paired_diff(cell: Cell | None, base: Cell | None) -> list[float]:
   """cell - base for each seed both have."""
   if cell is None or base is None:
@@ -131,8 +151,11 @@ def fmt_cell(cell: Cell | None) -> str:
 
 
 def fmt_diff(cell: Cell | None, base: Cell | None) -> str:
+  """Paired difference: ``mean ± std [95 % CI]``."""
   diffs = paired_diff(cell, base)
   text = fmt_stats(diffs, signed=True)
+  if len(diffs) >= 2:
+    text += f" {fmt_ci(diffs)}"
   expected = cell.expected if cell is not None else 0
   return text if not diffs or len(diffs) >= expected else f"{text} (n={len(diffs)})"
 
@@ -183,7 +206,9 @@ def _cells(records, metric: str, expected: int) -> dict:
 
 
 def _metrics(sweep, records) -> list[str]:
-  names = list(sweep_lib.metrics(sweep))
+  """The sweep's metrics that some run reports (AP50 always), plus COCO's AP when found."""
+  names = [m for m in sweep_lib.metrics(sweep)
+           if m == "AP50" or any(m in r.metrics for r in records)]
   if "AP" not in names and any("AP" in r.metrics for r in records):
     names.append("AP")
   return names
@@ -203,7 +228,9 @@ def render(sweep: dict, records, *, command: str, spec: str, root: str, seeds) -
           f"{len(sweep['runs'])} runs x {len(seeds)} seed(s): {status} · {_now()}"), "",
          ("Cells: metric (%) of the final eval, mean ± std over seeds (std ddof=1; one seed: "
           "no ±; `n=` finished seeds when fewer than all; `n/a`: not run yet). Differences "
-          "are paired by seed."), ""]
+          "are paired by seed: mean ± std [95 % confidence interval of the mean]. "
+          "AP50_agnostic is AP50 with all classes merged: localisation apart from "
+          "classification."), ""]
   diff = table.get("diff") or {}
   for metric in _metrics(sweep, records):
     cells = _cells(records, metric, expected=len(seeds))
@@ -236,15 +263,14 @@ def render(sweep: dict, records, *, command: str, spec: str, root: str, seeds) -
 
 
 def _runs_section(records) -> list[str]:
-  show_ap = any("AP" in r.metrics for r in records)
-  header = ["run", "seed", "status", "AP50 (%)", *(["AP (%)"] if show_ap else []),
+  shown = [k for k in METRIC_KEYS if k == "AP50" or any(k in r.metrics for r in records)]
+  header = ["run", "seed", "status", *(f"{k} (%)" for k in shown),
             "anchors (px, last logged)", "wall (s)"]
   lines = ["## Runs", "", _md_row(header), _md_row(["---"] * len(header))]
   for r in records:
-    ap = [_pct(r.metrics.get("AP"))] if show_ap else []
     anchors = " ".join(f"{w:.1f}×{h:.1f}" for w, h in r.anchors_px) if r.anchors_px else ""
     wall = "" if r.wall_s is None else f"{r.wall_s:.0f}"
-    lines.append(_md_row([r.name, r.seed, r.status, _pct(r.metrics.get("AP50")), *ap,
+    lines.append(_md_row([r.name, r.seed, r.status, *(_pct(r.metrics.get(k)) for k in shown),
                           anchors, wall]))
   return lines
 

@@ -11,7 +11,7 @@ from anchor_jax.errors import UserError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 DIFF_KINDS = ({"along", "base"}, {"run"})
-DEFAULT_METRICS = ("AP50",)
+DEFAULT_METRICS = ("AP50", "AP50_agnostic")   # AP50_agnostic: classes merged (localisation)
 
 
 class SweepError(UserError, ValueError):

@@ -50,6 +50,16 @@ def init(name: str) -> str:
   return f"--config.anchors.init={name}"
 
 
+def run_name(init_name: str, method: str, *, num_anchors: int = 5) -> str:
+  """The one name of a run across sweep files, e.g. ``kmeans_baseline``, ``A3_identical_opt``.
+
+  The same run (same init, method and anchor count) gets the same name in Table 1, Table 6,
+  Figure 4 and the warm-up grid, so sweeps sharing a ``--workdir_root`` share its runs (the
+  runner skips a finished one) instead of training it again."""
+  base = f"{init_name.replace('-', '')}_{method}"
+  return base if num_anchors == 5 else f"A{num_anchors}_{base}"
+
+
 def preset(name: str) -> str:
   return f"--config.dataset.preset={name}"
 

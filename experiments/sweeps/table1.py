@@ -1,6 +1,11 @@
-"""Table 1 (and Tables 2, 5): anchor init x {Baseline, Opt}.
+"""Table 1 (and Tables 2, 5): anchor init x {Baseline, Opt}, plus the anchors other tools give.
 
-  python -m experiments.run experiments/sweeps/table1.py:cpu --workdir_root=runs/table1
+  python -m experiments.run experiments/sweeps/table1.py:cpu --workdir_root=runs/study/mixed
+
+Rows: the paper's inits (identical, uniform, k-means) under Baseline and Opt, and, as
+extra Baseline rows (frozen anchors, not in the paper), the anchors users get from YOLOv5's
+AutoAnchor and darknet's calc_anchors (``anchors.init=autoanchor|calc_anchors``): are learned
+anchors better than the ones the user's tool would give?
 
 Variants: ``cpu`` (synthetic ``mixed``), ``cpu_mixed``, ``cpu_tiny``, ``cpu_wide`` on the
 CPU study config; ``paper`` = VOC07 at 416 px (Table 1), ``paper_voc544`` (Table 1's
@@ -10,6 +15,7 @@ from experiments.sweeps import _common as common
 
 VARIANTS = common.cpu_variants() + common.paper_variants()
 INITS = ("identical", "uniform", "k-means")
+TOOLS = {"AutoAnchor (YOLOv5)": "autoanchor", "calc_anchors (darknet)": "calc_anchors"}
 
 # The paper's numbers per dataset: {metric: {row: {col: value}}}.
 PAPER = {
@@ -39,15 +45,18 @@ def get_sweep(arg: str = "cpu") -> dict:
     where, paper = common.PAPER_NAMES[dataset], PAPER[dataset]
   else:
     raise common.unknown(arg, VARIANTS)
-  methods = {"Baseline": list(common.BASELINE), "Opt": common.opt()}
+  methods = {"Baseline": ("baseline", list(common.BASELINE)), "Opt": ("opt", common.opt())}
   runs = []
   for init in INITS:
     init_value = kmeans if init == "k-means" else init
-    for method, overrides in methods.items():
-      runs.append({"name": f"{init.replace('-', '')}_{method.lower()}",
-                   "overrides": [common.init(init_value), *overrides],
-                   "row": init, "col": method})
-  table = {"row_header": "Init", "rows": list(INITS), "cols": list(methods),
+    for col, (method, overrides) in methods.items():
+      runs.append({"name": common.run_name(init, method),
+                   "overrides": [common.init(init_value), *overrides], "row": init, "col": col})
+  for row, tool in TOOLS.items():
+    runs.append({"name": common.run_name(tool, "baseline"),
+                 "overrides": [common.init(tool), *common.BASELINE], "row": row,
+                 "col": "Baseline"})
+  table = {"row_header": "Init", "rows": [*INITS, *TOOLS], "cols": list(methods),
            "diff": {"along": "cols", "base": "Baseline"}}
   if paper:
     table["paper"] = paper

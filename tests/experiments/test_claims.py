@@ -23,7 +23,9 @@ def _rec(row, col, seed, ap50, anchors=None, status=wd.STATUS_DONE):
                         row=row, col=col, metrics={"AP50": ap50}, anchors_px=anchors)
 
 
-SWEEP = {"table": {"rows": ["identical", "k-means"], "cols": ["Baseline", "Opt"]}}
+SWEEP = {"table": {"rows": ["identical", "k-means", "tool"], "cols": ["Baseline", "Opt"]},
+         "runs": [{"row": r, "col": c} for r in ("identical", "k-means") for c in ("Baseline", "Opt")]
+         + [{"row": "tool", "col": "Baseline"}]}   # "tool": a Baseline-only row
 
 
 def test_check_computes_gains_spread_and_agreement_by_hand():
@@ -33,9 +35,14 @@ def test_check_computes_gains_spread_and_agreement_by_hand():
       _rec("identical", "Opt", 0, 0.13, anchors[0]), _rec("identical", "Opt", 1, 0.14, anchors[0]),
       _rec("k-means", "Baseline", 0, 0.125), _rec("k-means", "Baseline", 1, 0.135),
       _rec("k-means", "Opt", 0, 0.13, anchors[0]), _rec("k-means", "Opt", 1, 0.136, anchors[1]),
+      _rec("tool", "Baseline", 0, 0.11), _rec("tool", "Baseline", 1, 0.12),
   ]
   out = claims.check(SWEEP, recs, seeds=[0, 1], min_gain=1.0, max_spread=0.5,
                      agree_iou=0.9, kmeans_px={0: anchors[0], 1: anchors[1]})
+  # The Baseline-only row is no init of the claims; Opt is compared with it by seed.
+  assert out["inits"] == ["identical", "k-means"] and out["tools"] == ["tool"]
+  assert out["versus"][("identical", "tool")] == pytest.approx([2.0, 2.0])
+  assert out["versus"][("k-means", "tool")] == pytest.approx([2.0, 1.6])
   # identical: +3, +2 points -> mean 2.5 >= 1; k-means: +0.5, +0.1 -> 0.3 < 1.
   assert out["gains"]["identical"]["diffs"] == pytest.approx([3.0, 2.0])
   assert out["gains"]["identical"]["holds"] is True
@@ -52,8 +59,9 @@ def test_check_computes_gains_spread_and_agreement_by_hand():
   assert out["to_kmeans"]["k-means"] == pytest.approx([1.0, 1.0])
   assert out["to_kmeans"]["identical"] == pytest.approx([1.0, 0.75])
   text = claims.render(out, command="cmd", title="T")
-  assert "| identical | +2.50 ± 0.71 | holds |" in text
-  assert "| k-means | +0.30 ± 0.28 | does not hold |" in text
+  # 95 % CI: mean -+ t(.975, 1) std / sqrt(2) = 2.5 -+ 12.706 x .5 -> [-3.85, +8.85].
+  assert "| identical | +2.50 ± 0.71 | [-3.85, +8.85] | holds |" in text
+  assert "| k-means | +0.30 ± 0.28 | [-2.24, +2.84] | does not hold |" in text
   assert "| Opt | 13.50 | 13.30 | 0.20 |" in text
 
 
@@ -84,8 +92,8 @@ def test_cli_on_a_fake_sweep_writes_claims_md(tmp_path):
   assert claims.run([sweep, f"--workdir_root={root}"]) == 0
   text = (root / "claims.md").read_text()
   # identical: +20, +12 -> +16 ± 5.66; k-means: +6, +4 -> +5 ± 1.41; Opt spread 31 - 30.5.
-  assert "| identical | +16.00 ± 5.66 | holds |" in text
-  assert "| k-means | +5.00 ± 1.41 | holds |" in text
+  assert "| identical | +16.00 ± 5.66 | [-34.82, +66.82] | holds |" in text
+  assert "| k-means | +5.00 ± 1.41 | [-7.71, +17.71] | holds |" in text
   assert "| Opt | 31.00 | 31.00 | 0.00 |" in text
   # The fake trainer logs the same anchors for every run of a seed -> IoU 1.
   assert "| identical | k-means | 1.000 ± 0.000 |" in text
@@ -121,7 +129,8 @@ def test_train_metrics_come_from_the_last_logged_window(tmp_path):
   # class_scale 2 x 2 images per step -> 4 nats over 3.2 boxes = 1.25 per box.
   # Opt: 3 / 2 x 2 / 4 = 0.75.
   assert claims.class_nats_per_box(base) == pytest.approx(1.25)
-  sweep = {"table": {"rows": ["identical"], "cols": ["Baseline", "Opt"]}}
+  sweep = {"table": {"rows": ["identical"], "cols": ["Baseline", "Opt"]},
+           "runs": [{"row": "identical", "col": "Baseline"}, {"row": "identical", "col": "Opt"}]}
   out = claims.check(sweep, recs, seeds=[0], min_gain=1.0, max_spread=0.5, agree_iou=0.9)
   text = claims.render(out, command="cmd", title="T")
   assert "| identical | 0.300 | 0.450 | +0.150 | 1.250 | 0.750 |" in text
