@@ -92,6 +92,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.dataset.name == "synthetic" and config.input.multiscale_sizes:
     errors.append("--config.input.multiscale_sizes: synthetic images exist at one size; "
                   "leave it empty (multi-scale is for real datasets)")
+  if config.dataset.name == "synthetic" and config.dataset.path:
+    errors.append(f"--config.dataset.path={config.dataset.path!r} is not read by "
+                  "dataset.name=synthetic (generated data); set dataset.name to the reader "
+                  "of that data (voc_folder, coco_json, voc, coco, brainwash)")
   if config.dataset.name in ("voc_folder", "coco_json") and not config.dataset.path:
     errors.append(f"--config.dataset.path is required for dataset.name={config.dataset.name}")
   try:
@@ -182,16 +186,23 @@ def fingerprint(config) -> dict:
   return {key: _get(config, key) for key in STRUCTURAL}
 
 
+def to_dict(config) -> dict:
+  """The resolved config as plain JSON values (what config.json holds)."""
+  return json.loads(config.to_json_best_effort())
+
+
 def check_resume(meta: dict, config) -> None:
-  """Refuses to resume a checkpoint written under an incompatible config."""
+  """Refuses to resume a checkpoint written under an incompatible config, naming each key
+  that changes the checkpoint's shapes or meaning (``STRUCTURAL``)."""
   saved = meta.get("config_hash", {})
   now = fingerprint(config)
   diff = {k: (saved.get(k), now[k]) for k in now if k in saved and saved[k] != now[k]}
   if diff:
-    lines = "\n  ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+    keys = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
     raise ConfigError(
-        "The workdir's checkpoint was written with a different config:\n  " + lines +
-        "\nUse a new --workdir, or restore these values to resume.")
+        f"the workdir's checkpoints were written with another config ({keys}): they are "
+        "fine, but do not fit this one. Use a new --workdir, or restore these values to "
+        "resume.")
 
 
 def digest(config) -> str:

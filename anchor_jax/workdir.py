@@ -12,6 +12,7 @@ A workdir (``--workdir=DIR`` of ``python -m anchor_jax.main``) holds:
   anchors_darknet.txt  the learned anchors as a darknet ``anchors=`` line (anchors CLI)
   anchors.yaml         the same as YAML (anchors CLI)
   events.out.tfevents.*  TensorBoard scalars (written by clu)
+  lock.json            held by the training run using the workdir (process id, host)
 
 JSON lines: a line that does not parse (a torn last line of a killed run, or a damaged
 one) is skipped with a warning naming the file and line; the next append starts on a new
@@ -20,9 +21,13 @@ line, so a new record is never glued to a broken one. Every reader of these file
 """
 from __future__ import annotations
 
+import contextlib
+import datetime
+import fcntl
 import json
 import math
 import os
+import socket
 
 import ml_collections
 import numpy as np
@@ -39,6 +44,7 @@ ANCHORS_PNG = "anchors.png"
 INSPECT = "inspect"
 DARKNET_EXPORT = "anchors_darknet.txt"
 YAML_EXPORT = "anchors.yaml"
+LOCK = "lock.json"
 
 
 class WorkdirError(UserError):
@@ -187,3 +193,73 @@ def read_anchors(workdir: str) -> list[dict]:
 
 def read_evals(workdir: str) -> list[dict]:
   return read_jsonl(path(workdir, EVAL))
+
+
+# ------------------------------------------------------------------ the training lock
+
+
+def _alive(pid: int) -> bool:
+  """Whether a process of this id runs on this host."""
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:   # it exists, owned by someone else
+    return True
+  return True
+
+
+def read_lock(workdir: str) -> dict | None:
+  """The holder recorded in ``lock.json`` ({pid, host, started}), or None."""
+  try:
+    with open(path(workdir, LOCK), encoding="utf-8") as f:
+      holder = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return holder if isinstance(holder, dict) else None
+
+
+@contextlib.contextmanager
+def locked(workdir: str):
+  """Holds ``workdir/lock.json`` while a training run uses the workdir.
+
+  A second run on the same workdir raises WorkdirError naming the holder (pid and host);
+  a lock left by a process that no longer runs on this host is taken over with a
+  warning. Acquiring is serialised on this host by an flock on the workdir itself. A
+  lock from another host cannot be checked: the error says how to remove it.
+  """
+  file = path(workdir, LOCK)
+  me = {"pid": os.getpid(), "host": socket.gethostname(),
+        "started": datetime.datetime.now().isoformat(timespec="seconds")}
+  guard = os.open(workdir, os.O_RDONLY)
+  try:
+    fcntl.flock(guard, fcntl.LOCK_EX)
+    try:
+      holder = read_lock(workdir)
+      if holder is not None:
+        pid, host = holder.get("pid"), holder.get("host")
+        if host == me["host"] and isinstance(pid, int) and not _alive(pid):
+          logging.warning("%s: taking over a stale lock of process %d (no longer running; "
+                          "started %s)", workdir, pid, holder.get("started"))
+        elif host != me["host"]:
+          raise WorkdirError(
+              f"{workdir} is in use by process {pid} on host {host} (since "
+              f"{holder.get('started')}): one run per workdir. If that run is gone, "
+              f"delete {file}.")
+        else:
+          raise WorkdirError(
+              f"{workdir} is in use by process {pid} on this host ({host}, since "
+              f"{holder.get('started')}): one run per workdir. Wait for it, stop it, or "
+              "use another --workdir.")
+      with open(file + ".tmp", "w") as f:
+        json.dump(me, f)
+      os.replace(file + ".tmp", file)
+    finally:
+      fcntl.flock(guard, fcntl.LOCK_UN)
+  finally:
+    os.close(guard)
+  try:
+    yield me
+  finally:
+    if (read_lock(workdir) or {}).get("pid") == me["pid"]:
+      os.remove(file)

@@ -51,6 +51,10 @@ def fit_report(boxes_px, *, k, seed, stride, iou_thresh=0.5):
   boxes, dropped = clean_shapes(boxes_px)
   if not len(boxes):
     raise UsageError(f"no valid box shapes (all {dropped} were non-finite or <= 0)")
+  distinct = len(np.unique(boxes, axis=0))
+  if distinct < k:   # k-means would return duplicate anchors
+    raise UsageError(f"k={k} anchors need at least {k} distinct box shapes; the boxes have "
+                     f"{distinct} ({len(boxes)} boxes). Lower --k or give more boxes.")
   anchors_grid = kmeans_iou(boxes / stride, k, seed=seed)
   out = report(anchors_grid * stride, boxes, stride=stride, iou_thresh=iou_thresh)
   return {**out, "num_dropped": dropped, "k": k, "seed": seed}

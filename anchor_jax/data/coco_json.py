@@ -100,6 +100,12 @@ class CocoJsonDataset(detection.DetectionDataset):
     by_image = collections.defaultdict(list)
     for ann in annotations:
       by_image[ann.get("image_id") if isinstance(ann, dict) else None].append(ann)
+    image_ids = collections.Counter(int(i["id"]) for i in images if _has_id(i))
+    repeated = sorted(k for k, n in image_ids.items() if n > 1)
+    if repeated:   # annotations name images by id: a repeated id would mix two images' boxes
+      raise detection.DataFormatError(
+          f"{json_path}: {len(repeated)} image id(s) used by more than one image entry, e.g. "
+          f"{repeated[:5]}; image ids must be unique")
     self._files, self._annotations = [], []
     known_images = set()
     for info in sorted((i for i in images if _has_id(i)), key=lambda i: int(i["id"])):

@@ -44,6 +44,10 @@ METRICS = tuple(VOC_METRICS) + ("coco",)
 PIXEL_CONVENTIONS = ("voc", "continuous")   # +1 pixel widths, or none
 
 
+class MetricError(UserError, ValueError):
+  """A metric that does not fit the data (e.g. brainwash on several classes)."""
+
+
 class UnknownIdError(UserError, ValueError):
   """A detection names an image or category the ground truth does not have."""
 
@@ -76,9 +80,9 @@ class DetectionEvaluator:
         metric's default, see ``VOC_METRICS``). Ignored by coco.
     """
     if metric not in METRICS:
-      raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+      raise MetricError(f"unknown metric {metric!r}; expected one of {METRICS}")
     if metric == "brainwash" and len(class_names) != 1:
-      raise ValueError(f"brainwash is single-class; got {len(class_names)} classes")
+      raise MetricError(f"brainwash is single-class; got {len(class_names)} classes")
     self.metric = metric
     self.class_names = list(class_names)
     self.category_ids = list(range(len(class_names)) if category_ids is None else category_ids)

@@ -37,6 +37,11 @@ class Evaluator:
     if convention == "auto":
       convention = getattr(dataset, "pixel_convention", "continuous")
     self.plus_one = convention == "voc"   # the devkit's +1 widths on VOC-convention data
+    if config.eval.metric == "brainwash" and len(dataset.class_names) != 1:
+      raise accumulator.MetricError(
+          f"--config.eval.metric=brainwash scores one class; the eval data has "
+          f"{len(dataset.class_names)} ({', '.join(dataset.class_names[:5])}...). Use voc12 "
+          "(all-point AP at IoU 0.5 per class) or set dataset.num_classes / class_names.")
     self._forward = jax.jit(functools.partial(_forward, model))
 
   def predictions(self, params, batch_stats):

@@ -13,9 +13,10 @@ exactly when the GT holds the XML corners as x = xmin, w = xmax - xmin (as TFDS'
 boxes, times the image size, do); converters that write w = xmax - xmin + 1 make every GT
 one pixel wider.
 
-``--workdir`` evaluates the latest checkpoint of a training run on its config's eval split
-with its ``eval.metric``, appends the result to ``DIR/eval.jsonl`` (as training does) and
-can export the detections in COCO results format.
+``--workdir`` evaluates the newest readable checkpoint of a training run (an unreadable one
+is moved aside with a warning) on the eval split of the config it was trained with (kept
+in the checkpoint), with its ``eval.metric``; appends the result to ``DIR/eval.jsonl`` (as
+training does) and can export the detections in COCO results format.
 
 A malformed file, an unknown image or category id, or a missing workdir: one line on
 stderr, exit status 2.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 
+import ml_collections
 from absl import flags
 
 from anchor_jax import workdir as workdir_lib
@@ -55,14 +57,18 @@ def evaluate_workdir(workdir: str, *, export_path: str | None = None) -> dict:
   """Evaluates the latest checkpoint of a training workdir on its eval split and appends
   the result to ``eval.jsonl`` (as the training loop does)."""
   config = workdir_lib.read_config(workdir)
-  checkpointer = ckpt_lib.Checkpointer(workdir, keep=config.train.keep_checkpoints)
+  checkpointer = ckpt_lib.Checkpointer(workdir, keep=config.train.keep_checkpoints,
+                                       create=False)
   try:
-    step = checkpointer.latest_step()
-    if step is None:
+    restored = checkpointer.newest_readable(
+        lambda step: (step, *checkpointer.restore_raw(step)))
+    if restored is None:
       raise workdir_lib.WorkdirError(f"No checkpoint in {checkpointer.directory}; train first.")
-    state = checkpointer.restore_raw(step)
+    step, state, meta = restored
   finally:
     checkpointer.close()
+  if "config" in meta:   # the config the checkpoint was trained with (config.json may be newer)
+    config = ml_collections.ConfigDict(meta["config"])
   eval_ds = pipeline.build_dataset(config, "eval")
   num_classes = config.dataset.num_classes or len(eval_ds.class_names)
   model = yolov2.from_config(config, num_classes=num_classes,

@@ -55,8 +55,14 @@ def main(fv: flags.FlagValues, args) -> int:
   except ValueError as e:
     raise config_lib.ConfigError(str(e)) from None
   summary = train.train_and_evaluate(config, fv.workdir)
+  status = 130 if summary["signal"] == "SIGINT" else 0   # the shell's status for Ctrl-C
   if jax.process_index() != 0:
-    return 0
+    return status
+  if summary["stopped_early"]:
+    print(f"stopped by {summary['signal']} at step {summary['step']} of "
+          f"{summary['total_steps']} (checkpoint {summary['checkpoint']}); run the same "
+          "command again to resume")
+    return status
   print(f"initial anchors (px): {_fmt(summary['initial_anchors_px'])}")
   print(f"learned anchors (px): {_fmt(summary['learned_anchors_px'])}")
   if summary["eval"] is not None:

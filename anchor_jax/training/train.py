@@ -154,18 +154,26 @@ def make_train_step(config, model, tx, schedules: Schedules):
 
 
 class _StopFlag:
-  """Set by SIGTERM: the loop saves a checkpoint and exits cleanly."""
+  """Set by SIGTERM or SIGINT (Ctrl-C): the loop saves a checkpoint and exits cleanly.
+  ``signal_name`` says which; the previous handlers come back with ``restore()``."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
-    self.stop = False
+    self.stop, self.signal_name, self._previous = False, None, {}
     try:
-      signal.signal(signal.SIGTERM, self._handle)
+      self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
     except ValueError:   # not the main thread (e.g. in tests)
       pass
 
   def _handle(self, signum, frame):
-    logging.warning("SIGTERM received: saving a checkpoint and stopping.")
+    self.signal_name = signal.Signals(signum).name
+    logging.warning("%s received: saving a checkpoint and stopping.", self.signal_name)
     self.stop = True
+
+  def restore(self):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
 
 
 class NonFiniteLossError(UserError, FloatingPointError):
@@ -182,22 +190,35 @@ def _first_nonfinite(history: list) -> int | None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (resuming from ``workdir`` if it holds checkpoints) and evaluates.
 
-  Returns a summary dict: initial/learned anchors and the last eval result.
+  Everything that can be checked before training is, before anything is written; process
+  0 holds the workdir's lock for the whole run (one run per workdir). Returns a summary
+  dict: initial/learned anchors, the last eval result, and whether a signal stopped it.
   """
   config_lib.validate(config)
+  num_devices = jax.device_count()
+  if config.train.batch_size % num_devices:
+    raise config_lib.ConfigError(
+        f"--config.train.batch_size={config.train.batch_size} must be divisible by the "
+        f"{num_devices} devices (all processes); use a multiple of {num_devices}.")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise workdir_lib.WorkdirError(f"cannot create --workdir={workdir}: {e.strerror}") from None
+  if jax.process_index() != 0:
+    return _train(config, workdir)
+  with workdir_lib.locked(workdir):
+    return _train(config, workdir)
+
+
+def _train(config, workdir: str) -> dict:
+  """The run itself (see ``train_and_evaluate``)."""
   # ---------------------------------------------------------------- set-up
   process_index, process_count = jax.process_index(), jax.process_count()
   is_primary = process_index == 0
-  os.makedirs(workdir, exist_ok=True)
-  if is_primary:
-    workdir_lib.write_config(workdir, config)
-  num_devices = jax.device_count()
   global_batch = config.train.batch_size
-  if global_batch % num_devices:
-    raise ValueError(f"train.batch_size={global_batch} must be divisible by the "
-                     f"{num_devices} devices (all processes).")
   logging.info("process %d/%d, %d local / %d global devices (%s)", process_index,
-               process_count, jax.local_device_count(), num_devices, jax.devices()[0].platform)
+               process_count, jax.local_device_count(), jax.device_count(),
+               jax.devices()[0].platform)
 
   # ---------------------------------------------------------------- input
   train_ds = pipeline.build_dataset(config, "train")
@@ -209,14 +230,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   model = yolov2.from_config(config, num_classes=num_classes, anchors=init_anchors,
                              axis_name=parallel.AXIS)
   schedules = make_schedules(config)
+  evaluator = runner.Evaluator(config, eval_ds, model=yolov2.from_config(   # checks the metric
+      config, num_classes=num_classes, anchors=init_anchors))
 
   # ---------------------------------------------------------------- optimiser and state
   tx, state = create_state(config, model, schedules)
-  checkpointer = ckpt_lib.Checkpointer(workdir, keep=config.train.keep_checkpoints)
-  start_step = 0
-  latest = checkpointer.latest_step()
-  if latest is not None:
-    state, meta = checkpointer.restore(latest, state)
+  checkpointer = ckpt_lib.Checkpointer(workdir, keep=config.train.keep_checkpoints,
+                                       move_aside=is_primary)
+
+  def restore(step):
+    """Checks the metadata against the config before reading any array."""
+    meta = checkpointer.read_meta(step)
     config_lib.check_resume(meta, config)
     saved_names = meta.get("class_names")
     if saved_names is not None and saved_names != list(train_ds.class_names):
@@ -224,15 +248,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           f"The workdir's checkpoint was trained on classes {saved_names}, the data now "
           f"has {list(train_ds.class_names)}: class indices would change meaning. "
           "Use a new --workdir, or the same class list (dataset.class_names).")
+    return step, *checkpointer.restore(step, state)
+
+  start_step, latest = 0, None
+  try:
+    restored = checkpointer.newest_readable(restore)
+  except BaseException:
+    checkpointer.close()   # orbax's background threads must not outlive a refused resume
+    raise
+  if restored is not None:
+    latest, state, meta = restored
     start_step = int(meta["data_position"])
     logging.info("Resumed from %s at step %d.", checkpointer.directory, start_step)
+  if is_primary:   # only once the checkpoint, if any, is known to fit this config
+    workdir_lib.write_config(workdir, config)
   state = parallel.replicate(state)
 
   # ---------------------------------------------------------------- update step
   p_train_step = jax.pmap(make_train_step(config, model, tx, schedules),
                           axis_name=parallel.AXIS, donate_argnums=(0,))
-  evaluator = runner.Evaluator(config, eval_ds, model=yolov2.from_config(
-      config, num_classes=num_classes, anchors=init_anchors))
 
   # ---------------------------------------------------------------- loop
   logger = logs.RunLogger(workdir, is_primary=is_primary, total_steps=config.train.steps,
@@ -255,6 +289,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     nonlocal last_saved
     checkpointer.save(step, host_state(), {"data_position": step,
                                            "config_hash": config_lib.fingerprint(config),
+                                           "config": config_lib.to_dict(config),
                                            "class_names": list(train_ds.class_names)})
     last_saved = step
 
@@ -309,13 +344,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if step >= config.train.steps and not stop.stop:
       eval_result = _evaluate(evaluator, host_state, step, workdir, is_primary)
   finally:
+    stop.restore()
     logger.close()
     checkpointer.close()
 
   learned = np.exp(np.asarray(host_state().params["head"]["anchor_log_wh"]))
-  summary = {"step": step, "initial_anchors": init_anchors, "learned_anchors": learned,
-             "initial_anchors_px": init_anchors * STRIDE, "learned_anchors_px": learned * STRIDE,
-             "eval": eval_result, "stopped_early": stop.stop, "plot": None}
+  summary = {"step": step, "total_steps": config.train.steps, "initial_anchors": init_anchors,
+             "learned_anchors": learned, "initial_anchors_px": init_anchors * STRIDE,
+             "learned_anchors_px": learned * STRIDE, "eval": eval_result,
+             "stopped_early": stop.stop, "signal": stop.signal_name, "plot": None,
+             "checkpoint": os.path.join(checkpointer.directory, str(step))}
   if is_primary and config.eval.plot and not stop.stop:
     summary["plot"] = anchor_plot(config, train_ds, init_anchors, learned, workdir)
   return summary
