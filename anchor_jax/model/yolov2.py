@@ -176,9 +176,12 @@ class YOLOHead(nn.Module):
                (num_anchors, 2))
 
     out_channels = 5 + self.num_classes
+    # The prediction conv and the t_w/t_h BatchNorm compute in float32 whatever the
+    # backbone's dtype: the raw outputs feed the loss and, through t_w + log a, the anchors'
+    # gradient (a 1 x 1 conv: no measurable cost).
     x = nn.Conv(num_anchors * out_channels, (1, 1), padding="SAME", use_bias=True,
-                dtype=self.dtype, kernel_init=darknet_kernel_init(),
-                bias_init=self._bias_init, name="pred")(x)
+                dtype=jnp.float32, kernel_init=darknet_kernel_init(),
+                bias_init=self._bias_init, name="pred")(jnp.asarray(x, jnp.float32))
     b, h, w, _ = x.shape
     x = x.reshape(b, h, w, num_anchors, out_channels)  # [B, H, W, A, 5 + C]
     if self.bn_no_shift:
@@ -186,7 +189,7 @@ class YOLOHead(nn.Module):
       t_wh = nn.BatchNorm(use_running_average=not train, axis=(-2, -1), use_bias=False,
                           use_scale=True, momentum=self.bn_momentum,
                           epsilon=self.bn_epsilon, axis_name=self.bn_axis_name,
-                          dtype=self.dtype, name="wh_bn")(x[..., 2:4])  # [B, H, W, A, 2]
+                          dtype=jnp.float32, name="wh_bn")(x[..., 2:4])  # [B, H, W, A, 2]
       x = jnp.concatenate([x[..., :2], t_wh, x[..., 4:]], axis=-1)
     return x
 
@@ -208,7 +211,8 @@ class YOLOv2(nn.Module):
     obj_bias_prior: initial objectness p of every prediction (bias logit(p)); 0: zero bias.
     leaky_slope: LeakyReLU negative slope (darknet: 0.1).
     min_channels: floor of the width rule.
-    dtype: compute dtype (params stay float32; the output is cast to float32).
+    dtype: compute dtype of the backbone and head convs (``model.dtype``: bfloat16 for
+      accelerators); params, the prediction conv, BN statistics and the output stay float32.
   """
   num_classes: int
   anchors: Sequence[Sequence[float]]
