@@ -32,7 +32,8 @@ class RunLogger:
     rate = (step - self.last_step) / max(now - self.last_t, 1e-9)
     self.last_t, self.last_step = now, step
     record = {"step": step, **{k: float(v) for k, v in metrics.items()},
-              "steps_per_sec": rate, "images_per_sec": rate * self.images_per_step}
+              "steps_per_sec": rate, "images_per_sec": rate * self.images_per_step,
+              "elapsed_s": now - self.t0}   # since this launch's loop began (compile included)
     if self.is_primary:
       workdir_lib.append_metrics(self.workdir, record)
       self.writer.write_scalars(step, {k: v for k, v in record.items() if k != "step"})

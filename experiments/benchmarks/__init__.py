@@ -1,0 +1,1 @@
+"""Speed scripts that print medians and ratios measured in the same run (not tests)."""
