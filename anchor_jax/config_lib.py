@@ -32,6 +32,7 @@ LR_SHAPES = ("piecewise", "cosine")   # train.lr_shape (training/optim.py)
 
 CHOICES = {
     "dataset.name": pipeline.DATASETS,
+    "dataset.loader": pipeline.LOADERS,
     "dataset.preset": tuple(synthetic.PRESETS),
     "model.name": tuple(yolov2.ARCHS),
     "model.dtype": yolov2.DTYPES,

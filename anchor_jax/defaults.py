@@ -28,7 +28,8 @@ def base_config() -> ml_collections.ConfigDict:
       train_examples=0,      # synthetic train split size (0: unbounded, fresh images)
       eval_examples=0,       # synthetic eval split size (0: the dataset's default)
       prefetch=2,            # batches prepared ahead by a host thread
-      workers=0,             # > 1: threads preparing consecutive batches at once (same batches)
+      workers=0,             # > 0: threads (loader=thread, > 1) or processes preparing batches
+      loader="thread",       # thread | grain (worker processes: scales with cores); same batches
   ))
 
   c.input = ml_collections.ConfigDict(dict(

@@ -114,6 +114,16 @@ class DetectionDataset:
     self._unreadable: set[int] = set()
     self._stats_lock = threading.Lock()   # batch() may run on several threads at once
 
+  def __getstate__(self):
+    """Picklable for worker processes (the grain loader): the lock is not copied."""
+    state = dict(self.__dict__)
+    del state["_stats_lock"]
+    return state
+
+  def __setstate__(self, state):
+    self.__dict__.update(state)
+    self._stats_lock = threading.Lock()
+
   def _add_stats(self, **counts: int) -> None:
     """Adds to ``stats``; safe when several threads prepare batches."""
     with self._stats_lock:

@@ -25,12 +25,16 @@ import queue
 import threading
 from typing import Iterator
 
+import grain.python as grain
 import numpy as np
+from absl import flags
 
 from anchor_jax.data import augment as augment_lib
 from anchor_jax.data import coco_json, synthetic, tfds_datasets, voc_folder
 
 DATASETS = ("synthetic", "voc", "coco", "brainwash", "voc_folder", "coco_json")
+LOADERS = ("thread", "grain")   # dataset.loader: who prepares batches when dataset.workers > 0
+_ENDLESS = 10 ** 12             # steps a stream can serve (the loop stops it at train.steps)
 
 
 def build_dataset(config, split: str):
@@ -145,31 +149,75 @@ def local_positions(step: int, *, global_batch: int, process_index: int,
 
 def train_stream(dataset, config, *, start_step: int, process_index: int,
                  process_count: int) -> Iterator[tuple[int, dict]]:
-  """Yields ``(step, local batch)`` from ``start_step`` on, prepared by a thread.
+  """Yields ``(step, local batch)`` from ``start_step`` on, prepared ahead of the loop.
 
-  The batch of a step depends only on (seed, step, process), so a resumed run
-  sees exactly the batches the uninterrupted run would have seen. With
-  ``dataset.workers`` > 1 that many threads prepare consecutive steps at once (decode and
-  augmentation release the GIL); the batches and their order are the same as with one.
+  The batch of a step depends only on (seed, step, process), so a resumed run sees
+  exactly the batches the uninterrupted run would have seen, whoever prepares them:
+  ``dataset.loader=thread`` (default) with ``dataset.workers`` > 1 threads preparing
+  consecutive steps at once (decode and augmentation release the GIL only in part), or
+  ``dataset.loader=grain`` with ``dataset.workers`` worker processes (grain), which scales
+  with cores. The batches and their order are the same in every case.
   """
   global_batch, seed = config.train.batch_size, config.seed
   if global_batch % process_count:
     raise ValueError(f"train.batch_size={global_batch} must divide by the "
                      f"{process_count} processes.")
-  num_examples = getattr(dataset, "num_examples", None)
-
-  def make(step):
-    positions = local_positions(step, global_batch=global_batch, process_index=process_index,
-                                process_count=process_count)
-    indices = [position_to_index(int(p), num_examples=num_examples, seed=seed)
-               for p in positions]
-    batch = dataset.batch(indices, image_size=train_image_size(step, config),
-                          augment_seeds=[augment_seed(seed, int(p)) for p in positions])
-    return step, shuffle_gt_slots(batch, seed=seed, positions=positions)
-  workers = config.dataset.workers
+  make = _BatchMaker(dataset, config, process_index=process_index,
+                     process_count=process_count)
+  workers, loader = config.dataset.workers, config.dataset.get("loader", "thread")
+  if loader == "grain" and workers > 0:
+    return _prefetch(_grain_batches(make, dataset, start_step, workers), config.dataset.prefetch)
   steps = _count(start_step)
   batches = _ordered_map(make, steps, workers) if workers > 1 else map(make, steps)
-  return _prefetch(batches, config.dataset.prefetch)
+  return _prefetch(((step, batch) for step, batch, _ in batches), config.dataset.prefetch)
+
+
+class _BatchMaker:
+  """``step -> (step, local batch, counter deltas)``: a pure function of (seed, step,
+  process). A plain object, so that grain can send it to its worker processes."""
+
+  def __init__(self, dataset, config, *, process_index: int, process_count: int):
+    self.dataset, self.config = dataset, config
+    self.seed, self.global_batch = config.seed, config.train.batch_size
+    self.process_index, self.process_count = process_index, process_count
+    self.num_examples = getattr(dataset, "num_examples", None)
+
+  def __call__(self, step: int):
+    positions = local_positions(step, global_batch=self.global_batch,
+                                process_index=self.process_index,
+                                process_count=self.process_count)
+    indices = [position_to_index(int(p), num_examples=self.num_examples, seed=self.seed)
+               for p in positions]
+    before = dict(getattr(self.dataset, "stats", {}))
+    batch = self.dataset.batch(indices, image_size=train_image_size(step, self.config),
+                               augment_seeds=[augment_seed(self.seed, int(p)) for p in positions])
+    deltas = {k: v - before.get(k, 0) for k, v in getattr(self.dataset, "stats", {}).items()}
+    return step, shuffle_gt_slots(batch, seed=self.seed, positions=positions), deltas
+
+
+def _grain_batches(make: _BatchMaker, dataset, start_step: int, workers: int):
+  """The steps from ``start_step`` on, prepared by ``workers`` grain worker processes in
+  step order (grain's MapDataset + mp_prefetch: deterministic, element order kept). Each
+  worker holds its own copy of the dataset, so the counters of the main process's dataset
+  are kept up to date by adding each batch's deltas (an image counted once per process:
+  a bad image met by several workers is counted by each)."""
+  if not flags.FLAGS.is_parsed():   # grain reads its own absl flags (defaults suffice)
+    flags.FLAGS.mark_as_parsed()
+  # One thread per worker process: the processes are the parallelism, and a batch's
+  # counter deltas are then its own (grain's default 16 reader threads share a dataset).
+  stream = (grain.MapDataset.range(start_step, start_step + _ENDLESS).map(make)
+            .to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2))
+            .mp_prefetch(grain.MultiprocessingOptions(num_workers=workers)))
+  iterator = iter(stream)
+  try:
+    for step, batch, deltas in iterator:
+      batch = {k: np.array(v) for k, v in batch.items()}   # out of grain's shared memory
+      if hasattr(dataset, "stats"):
+        for key, delta in deltas.items():
+          dataset.stats[key] = dataset.stats.get(key, 0) + delta
+      yield step, batch
+  finally:
+    iterator.close()   # stops the workers and frees their shared memory now
 
 
 def eval_batches(dataset, *, batch_size: int, image_size: int) -> Iterator[dict]:

@@ -8,6 +8,7 @@ prefetch thread alone). Prints the median images/s over ``--repeats`` timed wind
 
   python experiments/benchmarks/bench_stream.py
   python experiments/benchmarks/bench_stream.py --size=416 --workers=0,2,4,8
+  python experiments/benchmarks/bench_stream.py --loader=grain --workers=1,2 --sizes=128,416
 """
 import os
 import statistics
@@ -31,6 +32,9 @@ flags.DEFINE_integer("batch", 16, "Images per batch.")
 flags.DEFINE_integer("steps", 4, "Batches per timed window.")
 flags.DEFINE_integer("repeats", 5, "Timed windows per figure (median).")
 flags.DEFINE_list("workers", ["0", "2", "4"], "dataset.workers values, comma-separated.")
+flags.DEFINE_enum("loader", "thread", ["thread", "grain"], "dataset.loader: threads or grain "
+                  "worker processes.")
+flags.DEFINE_list("sizes", [], "Several training sizes in one run (overrides --size).")
 
 
 def write_folder(root: str, count: int, rng) -> None:
@@ -47,11 +51,12 @@ def write_folder(root: str, count: int, rng) -> None:
 
 
 def stream_rate(root: str, *, workers: int, size: int, batch: int, steps: int,
-                repeats: int) -> float:
+                repeats: int, loader: str = "thread") -> float:
   """Median images/s of the train stream over ``repeats`` windows of ``steps`` batches."""
   config = config_lib.load(os.path.join(REPO, "configs/synthetic.py:demo"))
   config.dataset.name, config.dataset.path = "voc_folder", root
   config.dataset.workers, config.input.image_size = workers, size
+  config.dataset.loader = loader
   config.train.batch_size = batch
   dataset = pipeline.build_dataset(config, "train")
   stream = pipeline.train_stream(dataset, config, start_step=0, process_index=0,
@@ -73,18 +78,21 @@ def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   workers_list = [int(w) for w in FLAGS.workers]
+  sizes = [int(x) for x in FLAGS.sizes] or [FLAGS.size]
   with tempfile.TemporaryDirectory() as root:
     write_folder(root, FLAGS.images, np.random.default_rng(0))
-    print(f"voc_folder, {FLAGS.images} JPEGs 500x375, train stream at {FLAGS.size} px, "
+    print(f"voc_folder, {FLAGS.images} JPEGs 500x375, train stream (loader={FLAGS.loader}), "
           f"batch {FLAGS.batch}; median of {FLAGS.repeats} windows of {FLAGS.steps} batches; "
           f"{os.cpu_count()} CPUs")
-    base = None
-    for workers in workers_list:
-      rate = stream_rate(root, workers=workers, size=FLAGS.size, batch=FLAGS.batch,
-                         steps=FLAGS.steps, repeats=FLAGS.repeats)
-      base = base or rate
-      print(f"  dataset.workers={workers:2d}: {rate:7.1f} images/s  ({rate / base:.2f}x workers="
-            f"{workers_list[0]})")
+    for size in sizes:
+      base = None
+      for workers in workers_list:
+        rate = stream_rate(root, workers=workers, size=size, batch=FLAGS.batch,
+                           steps=FLAGS.steps, repeats=FLAGS.repeats, loader=FLAGS.loader)
+        base = base or rate
+        per_core = rate / max(workers, 1)
+        print(f"  {size} px, dataset.workers={workers:2d}: {rate:7.1f} images/s, "
+              f"{per_core:6.1f} per worker ({rate / base:.2f}x workers={workers_list[0]})")
 
 
 if __name__ == "__main__":
