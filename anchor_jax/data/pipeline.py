@@ -158,7 +158,7 @@ def train_stream(dataset, config, *, start_step: int, process_index: int,
   ``dataset.loader=grain`` with ``dataset.workers`` worker processes (grain), which scales
   with cores. The batches and their order are the same in every case.
   """
-  global_batch, seed = config.train.batch_size, config.seed
+  global_batch = config.train.batch_size
   if global_batch % process_count:
     raise ValueError(f"train.batch_size={global_batch} must divide by the "
                      f"{process_count} processes.")
