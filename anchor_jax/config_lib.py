@@ -41,6 +41,7 @@ CHOICES = {
     "eval.pixel_convention": ("auto",) + accumulator.PIXEL_CONVENTIONS,
     "train.optimizer": OPTIMIZERS,
     "train.lr_shape": LR_SHAPES,
+    "model.max_pool": yolov2.MAX_POOLS,
 }
 POSITIVE_INTS = ("anchors.num", "train.steps", "train.batch_size", "train.log_every",
                  "train.checkpoint_every", "train.keep_checkpoints", "dataset.max_boxes",

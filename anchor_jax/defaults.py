@@ -53,6 +53,7 @@ def base_config() -> ml_collections.ConfigDict:
       name="darknet19",      # darknet19 | tiny
       width=1.0,             # channel multiplier
       bn_momentum=0.99,
+      max_pool="window",     # window (nn.max_pool) | reshape (same values, ~5x faster gradient on CPU)
       obj_bias_prior=0.0,    # initial objectness p (bias logit(p), focal-loss prior); 0: zero bias
       dtype="float32",
   ))

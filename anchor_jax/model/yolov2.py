@@ -93,6 +93,26 @@ def darknet_kernel_init():
   return nn.initializers.variance_scaling(2.0 / 3.0, "fan_in", "uniform")
 
 
+MAX_POOLS = ("window", "reshape")
+
+
+def max_pool_2x2(x, impl: str = "window"):
+  """2x2 max-pool, stride 2: [B, H, W, C] -> [B, H/2, W/2, C].
+
+  ``window``: ``nn.max_pool`` (XLA reduce-window; its gradient is select-and-scatter,
+  which on CPU costs 5-6x the reshape's: 46 vs 8 ms for [16, 128, 128, 8]).
+  ``reshape``: the max over a [B, H/2, 2, W/2, 2, C] view. Same forward values; the
+  gradient differs only at ties inside a window (split equally among the tied inputs
+  instead of given to one), both valid subgradients.
+  """
+  if impl == "window":
+    return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+  if impl != "reshape":
+    raise ValueError(f"unknown max-pool implementation {impl!r}; choose from {MAX_POOLS}")
+  b, h, w, c = x.shape
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
 def scale_channels(channels: int, width: float, *, min_channels: int) -> int:
   """Width multiplier rule: ``max(round(channels * width), min_channels)``."""
   return max(int(round(channels * width)), min_channels)
@@ -209,6 +229,8 @@ class YOLOv2(nn.Module):
     bn_momentum: running-average decay; 0.99 as darknet (``rolling = .99 rolling + .01 batch``).
     bn_epsilon: BatchNorm epsilon.
     obj_bias_prior: initial objectness p of every prediction (bias logit(p)); 0: zero bias.
+    max_pool: 'window' (nn.max_pool) or 'reshape' (same values, faster gradient on CPU;
+      see ``max_pool_2x2``).
     leaky_slope: LeakyReLU negative slope (darknet: 0.1).
     min_channels: floor of the width rule.
     dtype: compute dtype of the backbone and head convs (``model.dtype``: bfloat16 for
@@ -225,6 +247,7 @@ class YOLOv2(nn.Module):
   leaky_slope: float = 0.1
   min_channels: int = 8
   obj_bias_prior: float = 0.0
+  max_pool: str = "window"
   dtype: Any = jnp.float32
 
   def _conv(self, channels, kernel_size, name):
@@ -249,7 +272,7 @@ class YOLOv2(nn.Module):
       if layer == MAXPOOL:
         if i == last_pool:
           fine = x  # [B, S/16, S/16, c16]
-        x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+        x = max_pool_2x2(x, self.max_pool)
       else:
         kernel_size, channels = layer
         x = self._conv(channels, kernel_size, f"backbone_conv{conv_index}")(x, train=train)
@@ -280,7 +303,7 @@ def from_config(config, *, num_classes: int, anchors, axis_name: str | None = No
       width=config.model.width, backbone=config.model.name,
       bn_no_shift=config.anchors.bn_no_shift, bn_axis_name=axis_name,
       bn_momentum=config.model.bn_momentum, obj_bias_prior=config.model.obj_bias_prior,
-      dtype=jnp.dtype(config.model.dtype))
+      max_pool=config.model.max_pool, dtype=jnp.dtype(config.model.dtype))
 
 
 def count_params(params) -> int:

@@ -271,3 +271,19 @@ def test_objectness_bias_prior():
   zero = np.asarray(_tiny().init(jax.random.key(0, impl="rbg"), jnp.zeros((1, 64, 64, 3)),
                                  train=False)["params"]["head"]["pred"]["bias"])
   assert (zero == 0).all()
+
+
+def test_reshape_max_pool_equals_the_window_pool():
+  """model.max_pool=reshape: the same values as nn.max_pool, the same gradient where a
+  window has one maximum, and the gradient split among tied maxima (a valid subgradient)."""
+  x = _images(2, 8)[..., :2] * 3                      # [2, 8, 8, 2], no ties
+  for impl in model_lib.MAX_POOLS:
+    np.testing.assert_array_equal(model_lib.max_pool_2x2(x, impl),
+                                  model_lib.max_pool_2x2(x, "window"))
+  grad = lambda impl: jax.grad(lambda v: (model_lib.max_pool_2x2(v, impl) ** 2).sum())(x)
+  np.testing.assert_allclose(grad("reshape"), grad("window"), rtol=1e-6)
+  tied = jnp.ones((1, 2, 2, 1))
+  g = jax.grad(lambda v: model_lib.max_pool_2x2(v, "reshape").sum())(tied)
+  np.testing.assert_allclose(g, np.full((1, 2, 2, 1), 0.25))
+  with pytest.raises(ValueError, match="max-pool"):
+    model_lib.max_pool_2x2(x, "average")
