@@ -34,8 +34,10 @@ from flax import traverse_util
 
 from anchor_jax.core import region
 
-# A backbone layer: ``(kernel_size, channels)`` for a conv, or ``MAXPOOL``.
+# A backbone layer: ``(kernel_size, channels)`` for a conv, ``MAXPOOL``, or ``SPACE_TO_DEPTH``
+# (2 x 2 pixels to channels: halves the resolution like a pool, keeping every value).
 MAXPOOL = "M"
+SPACE_TO_DEPTH = "S2D"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +70,21 @@ ARCHS = {
     "tiny": Arch(
         layers=(
             (3, 16), MAXPOOL,
+            (3, 32), MAXPOOL,
+            (3, 64), MAXPOOL,
+            (3, 128), MAXPOOL,
+            (3, 256), MAXPOOL,  # stride-16 feature -> passthrough
+            (3, 512),
+        ),
+        head_channels=512,
+        passthrough_channels=32,
+    ),
+    # The tiny variant with a space-to-depth stem: the first 2x downsampling moves 2 x 2
+    # pixels into channels instead of running a conv at full resolution, which was most of
+    # a CPU step (3.3x faster at 128 px, width 0.25, measured in one process).
+    "tiny_s2d": Arch(
+        layers=(
+            SPACE_TO_DEPTH,
             (3, 32), MAXPOOL,
             (3, 64), MAXPOOL,
             (3, 128), MAXPOOL,
@@ -273,6 +290,8 @@ class YOLOv2(nn.Module):
         if i == last_pool:
           fine = x  # [B, S/16, S/16, c16]
         x = max_pool_2x2(x, self.max_pool)
+      elif layer == SPACE_TO_DEPTH:
+        x = space_to_depth(x, 2)  # [B, S/2, S/2, 4 C]: a stride-2 stem with no conv at full size
       else:
         kernel_size, channels = layer
         x = self._conv(channels, kernel_size, f"backbone_conv{conv_index}")(x, train=train)
