@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 
 import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
+from anchor_jax import workdir as workdir_lib
 from anchor_jax.core import anchors as anchors_lib
 from anchor_jax.core import assign as assign_lib
 from anchor_jax.core import region
@@ -23,7 +25,7 @@ from anchor_jax.data import augment as augment_lib
 from anchor_jax.data import pipeline, synthetic
 from anchor_jax.errors import UserError
 from anchor_jax.evaluation import accumulator
-from anchor_jax.model import yolov2
+from anchor_jax.model import darknet_weights, yolov2
 
 # Values of train.optimizer (training/optim.py builds them; kept here, below training in
 # the import order, so that validation reads the one list).
@@ -36,6 +38,8 @@ CHOICES = {
     "dataset.preset": tuple(synthetic.PRESETS),
     "model.name": tuple(yolov2.ARCHS),
     "model.dtype": yolov2.DTYPES,
+    "model.reorg": yolov2.REORGS,
+    "model.init_parts": darknet_weights.PARTS,
     "anchors.assign_metric": assign_lib.METRICS,
     "eval.metric": accumulator.METRICS,
     "eval.pixel_convention": ("auto",) + accumulator.PIXEL_CONVENTIONS,
@@ -55,7 +59,7 @@ NON_NEGATIVE = ("anchors.soft_assign_steps", "anchors.temperature", "anchors.clu
                 "loss.class_scale", "loss.prior_scale", "loss.prior_images")
 # Keys that change the shapes or meaning of a checkpoint: resuming across a
 # change of any of them is refused.
-STRUCTURAL = ("model.name", "model.width", "anchors.num", "anchors.bn_no_shift",
+STRUCTURAL = ("model.name", "model.width", "model.reorg", "anchors.num", "anchors.bn_no_shift",
               "dataset.name", "dataset.num_classes", "train.batch_size", "train.optimizer",
               "seed")
 
@@ -130,12 +134,40 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0 <= config.model.obj_bias_prior < 1:
     errors.append(f"--config.model.obj_bias_prior={config.model.obj_bias_prior!r}: must be in "
                   "[0, 1) (0: zero bias)")
+  errors += _init_from_errors(config.model)
   if not 0 <= config.train.adam_b2 < 1:
     errors.append(f"--config.train.adam_b2={config.train.adam_b2!r}: must be in [0, 1)")
   if not 0 <= config.loss.ignore_thresh <= 1:
     errors.append("--config.loss.ignore_thresh must be in [0, 1]")
   if errors:
     raise ConfigError("invalid config: " + "; ".join(errors))
+
+
+def _init_from_errors(model) -> list[str]:
+  """What is wrong with ``model.init_from`` / ``init_cfg`` (ml_collections' type check
+  already keeps ``keep_source_anchors`` a bool)."""
+  errors, source, cfg = [], model.init_from, model.init_cfg
+  if cfg and not os.path.isfile(cfg):
+    errors.append(f"--config.model.init_cfg={cfg!r}: no such file")
+  if not source:
+    if cfg:
+      errors.append("--config.model.init_cfg is read only with --config.model.init_from")
+    return errors
+  if os.path.isdir(source):
+    if not os.path.isdir(workdir_lib.path(source, workdir_lib.CHECKPOINTS)):
+      errors.append(f"--config.model.init_from={source!r} is a folder without "
+                    f"{workdir_lib.CHECKPOINTS}/: give a training workdir of ours or a "
+                    "darknet .weights file")
+    if cfg:
+      errors.append("--config.model.init_cfg is for darknet files: a workdir's checkpoint "
+                    "carries its own config")
+  elif not os.path.isfile(source):
+    errors.append(f"--config.model.init_from={source!r}: no such file or workdir")
+  elif model.init_parts == "all" and model.reorg != "darknet":
+    errors.append(f"--config.model.init_from={source!r} with init_parts=all: a darknet "
+                  "detector's passthrough needs --config.model.reorg=darknet (the channel "
+                  "order it was trained with)")
+  return errors
 
 
 def load(spec: str, overrides=()) -> ml_collections.ConfigDict:

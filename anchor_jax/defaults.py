@@ -56,6 +56,16 @@ def base_config() -> ml_collections.ConfigDict:
       max_pool="window",     # window (nn.max_pool) | reshape (same values, ~5x faster gradient on CPU)
       obj_bias_prior=0.0,    # initial objectness p (bias logit(p), focal-loss prior); 0: zero bias
       dtype="float32",
+      reorg="tf",            # passthrough channel order: tf (space-to-depth) | darknet (its
+                             # reorg_cpu order: needed by darknet's trained detectors)
+      # Pretrained start (training/pretrained.py), applied only when a run starts fresh:
+      init_from="",          # "" (random init) | a darknet .weights file | a workdir of ours
+      init_parts="all",      # backbone (backbone convs only) | all (every layer; a workdir's
+                             # head is re-initialised when the classes differ)
+      init_cfg="",           # darknet detector's .cfg (anchors=, layer check); "": NAME.cfg
+                             # next to NAME.weights if it exists
+      keep_source_anchors=True,  # init_parts=all: start from init_from's anchors (learned /
+                                 # cfg anchors=); False: from anchors.init
   ))
 
   c.anchors = ml_collections.ConfigDict(dict(

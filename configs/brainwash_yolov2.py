@@ -7,6 +7,13 @@ Paper (train crops 320 px, test 640 px, 10k steps, no random scaling, no class
 loss, 5 anchors): Opt (k-means) 80.18 AP50 vs Baseline (k-means) 78.98;
 Opt (identical) 79.85, Opt (uniform) 79.86; Baseline (coco anchors) 77.96.
 
+Pretrained start as the paper's: darknet's ImageNet DarkNet-19
+(https://pjreddie.com/media/files/darknet19_448.conv.23; README "Pretrained weights"), the
+backbone only (``model.init_parts=backbone`` here; darknet publishes no Brainwash detector):
+
+  python -m anchor_jax.main --config=configs/brainwash_yolov2.py --workdir=runs/bw_opt \
+      --config.dataset.path=/data/tfds --config.model.init_from=darknet19_448.conv.23
+
 Each choice and the paper's sentence behind it (§4.2.3):
 * "We train the detection model for 10,000 steps, with learning rate schedule
   (0∼100,1e-4), (100∼5,000,1e-3), (5,000∼9,000,1e-4), (9,000∼10,000, 1e-5)" (no
@@ -32,6 +39,7 @@ def get_config():
   config.dataset.num_classes = 1
   config.dataset.max_boxes = 64
   config.model.name = "darknet19"
+  config.model.init_parts = "backbone"   # --config.model.init_from=darknet19_448.conv.23
   config.input.image_size = 320
   config.input.eval_image_size = 640
   config.input.multiscale_sizes = ()       # paper: no random scaling (still camera)

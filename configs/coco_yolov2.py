@@ -9,6 +9,23 @@ Paper (544 px train and test, 100k steps, batch 64 on 4 GPUs): Opt (k-means)
 (``init=coco``). Learned anchors (Table 4) ~ (5.7,6.7) (17,20) (44,45)
 (104,99) (241,230) px.
 
+Pretrained start as the paper's: darknet's ImageNet DarkNet-19
+(https://pjreddie.com/media/files/darknet19_448.conv.23; README "Pretrained weights"), the
+backbone only (``model.init_parts=backbone`` here):
+
+  python -m anchor_jax.main --config=configs/coco_yolov2.py --workdir=runs/coco_opt \
+      --config.dataset.path=/data/tfds --config.model.init_from=darknet19_448.conv.23
+
+darknet's trained COCO detector (``yolov2.weights`` with ``yolov2.cfg`` beside it,
+https://pjreddie.com/darknet/yolov2/), scored without training (darknet's cfg runs it at
+608 px; it was trained on COCO 2014 trainval, which overlaps val2017, so its val2017 AP is
+not a held-out number):
+
+  python -m anchor_jax.evaluate --config=configs/coco_yolov2.py \
+      --config.dataset.path=/data/tfds --config.model.init_from=yolov2.weights \
+      --config.model.init_parts=all --config.model.reorg=darknet \
+      --config.input.eval_image_size=608
+
 Each choice and the paper's sentence behind it (§4.2.2):
 * "We use similar training configurations as the VOC experiments. Mini-batch size is 64
   [...]. Momentum of SGD is set to 0.9";
@@ -31,6 +48,7 @@ def get_config():
   config.dataset.num_classes = 80
   config.dataset.max_boxes = 100
   config.model.name = "darknet19"
+  config.model.init_parts = "backbone"   # --config.model.init_from=darknet19_448.conv.23
   config.input.image_size = 544
   config.input.eval_image_size = 544
   config.input.multiscale_sizes = ()

@@ -13,8 +13,23 @@ Baseline (k-means) 76.83; Opt (identical) 78.01, Opt (uniform) 77.95. Variant
 paper means darknet's published VOC anchors (``init=voc``): "The values are borrowed
 from the official code of YOLOv2 which are the k-means centers of the ground-truth box
 shapes with IoU as the metric"; ``anchors.init=kmeans`` recomputes them from the
-training boxes instead. The paper starts from an ImageNet-pretrained DarkNet-19
-(darknet's ``darknet19_448.conv.23``), not bundled here.
+training boxes instead.
+
+The paper starts from darknet's ImageNet-pretrained DarkNet-19, ``darknet19_448.conv.23``
+(https://pjreddie.com/media/files/darknet19_448.conv.23, fetched on a machine with internet;
+README "Pretrained weights"). ``model.init_parts`` is ``backbone`` here, so giving the file
+loads the backbone's 18 convs and the head starts fresh:
+
+  python -m anchor_jax.main --config=configs/voc_yolov2.py --workdir=runs/voc_opt \
+      --config.dataset.path=/data/tfds --config.model.init_from=darknet19_448.conv.23
+
+darknet's trained VOC detector (``yolov2-voc.weights`` with ``yolov2-voc.cfg`` beside it,
+https://pjreddie.com/darknet/yolov2/) scored on VOC2007 test without training; darknet
+publishes 76.8 mAP for it at 416 px (not verified here):
+
+  python -m anchor_jax.evaluate --config=configs/voc_yolov2.py \
+      --config.dataset.path=/data/tfds --config.model.init_from=yolov2-voc.weights \
+      --config.model.init_parts=all --config.model.reorg=darknet
 
 Each choice and the paper's sentence behind it (§4.2.1):
 * schedule, no burn-in: "The learning rate is set to step-wise schedule: (0∼100,1e-4),
@@ -38,6 +53,7 @@ def get_config(arg: str = "416"):
   config.dataset.num_classes = 20
   config.dataset.max_boxes = 50
   config.model.name = "darknet19"
+  config.model.init_parts = "backbone"   # --config.model.init_from=darknet19_448.conv.23
   config.input.image_size = int(arg)     # 416 or 544, the test size
   config.input.eval_image_size = int(arg)
   config.input.multiscale_sizes = ()

@@ -13,10 +13,12 @@ Layers follow darknet's ``yolov2-voc.cfg``:
     3x3 1024; 1x1 conv with bias to ``A * (5 + C)``, linear.
 
 Differences from darknet, all immaterial when training from scratch:
-  * space-to-depth uses TensorFlow's channel order (see ``space_to_depth``), not
-    darknet's ``reorg`` order, so darknet weights cannot be loaded as-is;
+  * the passthrough's space-to-depth uses TensorFlow's channel order by default
+    (``reorg="tf"``, see ``space_to_depth``); ``reorg="darknet"`` uses darknet's own
+    ``reorg`` order (``darknet_reorg``), which darknet's trained detectors need;
   * BatchNorm normalises by ``sqrt(var + eps)`` with the biased variance (darknet:
-    ``sqrt(var_unbiased) + 1e-6``).
+    ``sqrt(var_unbiased) + 1e-6``); ``darknet_weights`` converts darknet's statistics
+    exactly.
 
 "BN without shift" (paper §3.2.3, ``bn_no_shift=True``): the ``t_w, t_h`` outputs pass
 through a BatchNorm with a scale and no bias, so they are zero-mean over the batch.
@@ -98,6 +100,7 @@ ARCHS = {
 
 STRIDE = region.STRIDE  # every architecture has five 2x2 max-pools
 DTYPES = ("float32", "bfloat16", "float16")  # model.dtype: the compute dtype
+REORGS = ("tf", "darknet")  # model.reorg: the passthrough's channel order
 
 
 def darknet_kernel_init():
@@ -148,6 +151,29 @@ def space_to_depth(x, block_size: int = 2):
   x = x.reshape(b, h // block_size, block_size, w // block_size, block_size, c)
   x = x.transpose(0, 1, 3, 2, 4, 5)  # [B, H/b, W/b, dy, dx, C]
   return x.reshape(b, h // block_size, w // block_size, block_size * block_size * c)
+
+
+def darknet_reorg(x, stride: int = 2):
+  """[B, H, W, C] -> [B, H/s, W/s, s*s*C] in darknet's ``reorg`` order (its trained weights).
+
+  darknet's ``[reorg] stride=2`` calls ``reorg_cpu(in, w=W, h=H, c=C, forward=0)``, whose
+  index rule reads its ``[C, H, W]`` input as if it were ``[C/s², H*s, W*s]`` and writes
+  the ``[C, H, W]`` result that the next layer reads as ``[s²C, H/s, W/s]``. So output
+  channel ``k`` (of ``C``) at ``(j, i)`` of that ``[C, H, W]`` view is input element
+  ``(c2, h2, w2) = (k % (C/s²), s*j + o // s, s*i + o % s)`` of the ``[C/s², sH, sW]`` view,
+  with ``o = k // (C/s²)``. It is a fixed permutation, not a space-to-depth: here it is done
+  with reshapes and transposes (tested against a loop over ``reorg_cpu``'s formula).
+  """
+  b, h, w, c = x.shape
+  if h % stride or w % stride or c % (stride * stride):
+    raise ValueError(f"darknet reorg needs H, W divisible by {stride} and C by "
+                     f"{stride * stride}, got {(h, w, c)}")
+  c2 = c // (stride * stride)
+  flat = x.transpose(0, 3, 1, 2)  # [B, C, H, W]: darknet's memory order
+  view = flat.reshape(b, c2, h, stride, w, stride)  # [B, c2, j, dy, i, dx] of [c2, sH, sW]
+  out = view.transpose(0, 3, 5, 1, 2, 4)  # [B, dy, dx, c2, j, i]: the [C, H, W] result
+  out = out.reshape(b, stride * stride * c, h // stride, w // stride)  # read as [s²C, H/s, W/s]
+  return out.transpose(0, 2, 3, 1)  # [B, H/s, W/s, s*s*C]
 
 
 class ConvBN(nn.Module):
@@ -250,6 +276,8 @@ class YOLOv2(nn.Module):
       see ``max_pool_2x2``).
     leaky_slope: LeakyReLU negative slope (darknet: 0.1).
     min_channels: floor of the width rule.
+    reorg: the passthrough's channel order, 'tf' (``space_to_depth``) or 'darknet'
+      (``darknet_reorg``, for darknet's trained detectors).
     dtype: compute dtype of the backbone and head convs (``model.dtype``: bfloat16 for
       accelerators); params, the prediction conv, BN statistics and the output stay float32.
   """
@@ -265,6 +293,7 @@ class YOLOv2(nn.Module):
   min_channels: int = 8
   obj_bias_prior: float = 0.0
   max_pool: str = "window"
+  reorg: str = "tf"
   dtype: Any = jnp.float32
 
   def _conv(self, channels, kernel_size, name):
@@ -278,6 +307,8 @@ class YOLOv2(nn.Module):
     if self.backbone not in ARCHS:
       raise ValueError(f"unknown backbone {self.backbone!r}; choose from {sorted(ARCHS)}")
     arch = ARCHS[self.backbone]
+    if self.reorg not in REORGS:
+      raise ValueError(f"unknown reorg {self.reorg!r}; choose from {REORGS}")
     if x.shape[1] % STRIDE or x.shape[2] % STRIDE:
       raise ValueError(f"input size {x.shape[1:3]} must be a multiple of {STRIDE}")
     x = jnp.asarray(x, self.dtype)  # [B, S, S, 3]
@@ -302,7 +333,8 @@ class YOLOv2(nn.Module):
     x = self._conv(arch.head_channels, 3, "detect_conv1")(x, train=train)
     x = self._conv(arch.head_channels, 3, "detect_conv2")(x, train=train)
     p = self._conv(arch.passthrough_channels, 1, "passthrough_conv")(fine, train=train)
-    p = space_to_depth(p, 2)  # [B, S/32, S/32, 4 * c_pass]
+    p = darknet_reorg(p, 2) if self.reorg == "darknet" else space_to_depth(p, 2)
+    # p: [B, S/32, S/32, 4 * c_pass]
     x = jnp.concatenate([p, x], axis=-1)  # darknet route -1,-4: reorg first
     x = self._conv(arch.head_channels, 3, "detect_conv3")(x, train=train)
     x = YOLOHead(self.num_classes, tuple(map(tuple, self.anchors)),
@@ -322,7 +354,8 @@ def from_config(config, *, num_classes: int, anchors, axis_name: str | None = No
       width=config.model.width, backbone=config.model.name,
       bn_no_shift=config.anchors.bn_no_shift, bn_axis_name=axis_name,
       bn_momentum=config.model.bn_momentum, obj_bias_prior=config.model.obj_bias_prior,
-      max_pool=config.model.max_pool, dtype=jnp.dtype(config.model.dtype))
+      max_pool=config.model.max_pool, reorg=config.model.get("reorg", "tf"),
+      dtype=jnp.dtype(config.model.dtype))
 
 
 def count_params(params) -> int:

@@ -30,7 +30,7 @@ from anchor_jax.errors import UserError
 from anchor_jax.evaluation import runner
 from anchor_jax.model import yolov2
 from anchor_jax.training import checkpoint as ckpt_lib
-from anchor_jax.training import logs, optim, parallel
+from anchor_jax.training import logs, optim, parallel, pretrained
 
 TRAIN_KEYS = ("image", "boxes", "labels", "mask", "difficult")   # what the step reads
 
@@ -145,6 +145,16 @@ def create_state(config, model, schedules: Schedules):
   return tx, jax.device_get(state)
 
 
+def start_from_pretrained(config, model, tx, state: TrainState, class_names):
+  """The fresh host ``state`` with ``model.init_from``'s params and BatchNorm statistics
+  (``pretrained.initialise``); step 0 and a fresh optimiser state. -> (state, anchors)."""
+  start = pretrained.initialise(config, model, state.params, state.batch_stats,
+                                class_names=class_names)
+  state = state.replace(params=start.params, batch_stats=start.batch_stats,
+                        opt_state=tx.init(start.params))
+  return jax.device_get(state), start.anchors
+
+
 def make_train_step(config, model, tx, schedules: Schedules):
   """``train_step`` with everything but (state, batch) bound, ready for pmap."""
   return functools.partial(
@@ -253,8 +263,11 @@ def _train(config, workdir: str) -> dict:
   start_step, latest = 0, None
   try:
     restored = checkpointer.newest_readable(restore)
+    if restored is None and config.model.init_from:   # a resumed run continues its own
+      state, init_anchors = start_from_pretrained(config, model, tx, state,
+                                                  train_ds.class_names)
   except BaseException:
-    checkpointer.close()   # orbax's background threads must not outlive a refused resume
+    checkpointer.close()   # orbax's background threads must not outlive a refused start
     raise
   if restored is not None:
     latest, state, meta = restored
