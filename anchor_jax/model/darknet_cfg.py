@@ -144,6 +144,9 @@ def model_layers(model: yolov2.YOLOv2) -> list[Layer]:
   for layer in arch.layers:
     if layer == yolov2.MAXPOOL:
       out.append(Layer("maxpool", {"size": 2, "stride": 2}))
+    elif layer == yolov2.SPACE_TO_DEPTH:   # darknet's nearest layer; its channel order differs
+      out.append(Layer("reorg", {"stride": 2, "reverse": 0, "flatten": 0, "extra": 0},
+                       "space-to-depth stem (TensorFlow's channel order)"))
     else:
       out.append(conv(layer[0], width(layer[1])))
   last_pool = max(i for i, layer in enumerate(out) if layer.kind == "maxpool")
