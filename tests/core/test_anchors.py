@@ -158,8 +158,14 @@ def test_kmeans_chunking_does_not_change_result():
 
 def test_fit_stats_hand_computed():
   # IoUs 1 and (1*1)/(2*2) = 0.25.
+  # Ratio rule: (2, 2) is within 4x of (1, 1) on both sides, so it counts there.
   assert anc.fit_stats([[1, 1]], [[1, 1], [2, 2]]) == {
-      "mean_best_iou": 0.625, "bpr": 0.5, "usage": [2], "num_boxes": 2}
+      "mean_best_iou": 0.625, "bpr": 0.5, "bpr_ratio": 1.0, "usage": [2], "num_boxes": 2}
+  # (5, 1): 5x the anchor's width, outside the ratio-4 rule; (3.9, 1) inside it, though
+  # its IoU 1 / 3.9 misses 0.5.
+  got = anc.fit_stats([[1, 1]], [[1, 1], [5, 1], [3.9, 1]], ratio_thresh=4.0)
+  assert got["bpr_ratio"] == pytest.approx(2 / 3) and got["bpr"] == pytest.approx(1 / 3)
+  assert anc.fit_stats([[1, 1]], [[5, 1]], ratio_thresh=6.0)["bpr_ratio"] == 1.0
   # (1, 2) has IoU 0.5 with both anchors: tie goes to the first; bpr counts IoU >= 0.5.
   got = anc.fit_stats([[1, 1], [2, 2]], [[1, 1], [2, 2], [1, 2]])
   assert got["usage"] == [2, 1] and got["bpr"] == 1.0
