@@ -2,7 +2,8 @@ r"""Checks the paper's three Table 1 claims on a finished (or partial) Table 1 s
 
   python -m experiments.claims experiments/sweeps/table1.py:cpu --workdir_root=runs/table1
 
-Reads only the workdirs (like ``--table_only``) and writes ``DIR/claims.md``:
+Reads only the workdirs (like ``--table_only``), writes ``DIR/claims.md`` and prints the
+same tables aligned as text (``--json``: the numbers as one JSON object):
 
 1. **Opt beats Baseline**: for each init, Opt - Baseline in AP50 points, paired by seed;
    the claim holds for an init when the mean gain is >= ``--min_gain`` (paper: >= 1).
@@ -35,6 +36,7 @@ from absl import flags
 from scipy import optimize
 
 from anchor_jax import workdir as workdir_lib
+from anchor_jax.analysis import report_text
 from anchor_jax.core import box_ops
 from anchor_jax.tools import cli
 from experiments import results, sweep_lib
@@ -165,65 +167,95 @@ def _verdict(value) -> str:
   return {True: "holds", False: "does not hold", None: "undecided (seeds missing)"}[value]
 
 
-def render(out: dict, *, command: str, title: str) -> str:
+def report_blocks(out: dict, *, command: str, title: str) -> list:
+  """The claims as ``report_text`` blocks: rendered as Markdown for claims.md and as
+  aligned text for the terminal, from one description."""
   t = out["thresholds"]
-  lines = [f"# Claims check: {title}", "", f"Produced by: `{command}`", "",
-           (f"Seeds {', '.join(map(str, out['seeds']))}; AP50 in points (%), "
-            "mean ± std over seeds (ddof=1), differences paired by seed."), "",
-           f"## 1. Opt beats Baseline by >= {t['min_gain']:g} AP50", "",
-           "| Init | Opt − Baseline | 95 % CI | verdict |", "| --- | --- | --- | --- |"]
-  for init, g in out["gains"].items():
-    lines.append(f"| {init} | {fmt_stats(g['diffs'], signed=True)} | "
-                 f"{results.fmt_ci(g['diffs'])} | {_verdict(g['holds'])} |")
-  lines += ["", f"## 2. Opt is robust to the init (spread <= {t['max_spread']:g} AP50)", "",
-            "| Method | " + " | ".join(out["inits"]) + " | spread (max − min) |",
-            "| --- |" + " --- |" * (len(out["inits"]) + 1)]
+  Heading, Table = report_text.Heading, report_text.Table
+  blocks = [Heading(f"Claims check: {title}", level=1), f"Produced by: `{command}`",
+            (f"Seeds {', '.join(map(str, out['seeds']))}; AP50 in points (%), "
+             "mean ± std over seeds (ddof=1), differences paired by seed."),
+            Heading(f"1. Opt beats Baseline by >= {t['min_gain']:g} AP50"),
+            Table(["Init", "Opt − Baseline", "95 % CI", "verdict"],
+                  [[init, fmt_stats(g["diffs"], signed=True), results.fmt_ci(g["diffs"]),
+                    _verdict(g["holds"])] for init, g in out["gains"].items()], align="<>><")]
+  rows = []
   for col in (BASELINE, OPT):
     s = out["spreads"][col]
     means = [f"{s['means'][i]:.2f}" if i in s["means"] else results.MISSING
              for i in out["inits"]]
     spread = results.MISSING if s["spread"] is None else f"{s['spread']:.2f}"
-    lines.append(f"| {col} | " + " | ".join(means) + f" | {spread} |")
-  lines += ["", f"Verdict (Opt): {_verdict(out['robust'])}.", "",
-            f"## 3. Learned anchors agree across inits (matched shape IoU >= {t['agree_iou']:g})",
-            "", "| Opt from | Opt from | matched IoU |", "| --- | --- | --- |"]
-  for (a, b), scores in out["pairs"].items():
-    lines.append(f"| {a} | {b} | {fmt_stats(scores, digits=3)} |")
-  lines += ["", f"Verdict: {_verdict(out['agree'])}."]
+    rows.append([col, *means, spread])
+  blocks += [Heading(f"2. Opt is robust to the init (spread <= {t['max_spread']:g} AP50)"),
+             Table(["Method", *out["inits"], "spread (max − min)"], rows),
+             f"Verdict (Opt): {_verdict(out['robust'])}.",
+             Heading(f"3. Learned anchors agree across inits (matched shape IoU >= "
+                     f"{t['agree_iou']:g})"),
+             Table(["Opt from", "Opt from", "matched IoU"],
+                   [[a, b, fmt_stats(scores, digits=3)]
+                    for (a, b), scores in out["pairs"].items()], align="<<>"),
+             f"Verdict: {_verdict(out['agree'])}."]
   if out["tools"]:
-    lines += ["", "## Learned anchors vs the anchors other tools give (not in the paper)", "",
-              ("Opt from each init minus the Baseline with the anchors of YOLOv5's AutoAnchor "
-               "or darknet's calc_anchors (frozen), AP50 points, paired by seed."), "",
-              "| Opt from | vs Baseline with | Opt − Baseline | 95 % CI |",
-              "| --- | --- | --- | --- |"]
-    for (init, tool), diffs in out["versus"].items():
-      lines.append(f"| {init} | {tool} | {fmt_stats(diffs, signed=True)} | "
-                   f"{results.fmt_ci(diffs)} |")
+    blocks += [Heading("Learned anchors vs the anchors other tools give (not in the paper)"),
+               ("Opt from each init minus the Baseline with the anchors of YOLOv5's AutoAnchor "
+                "or darknet's calc_anchors (frozen), AP50 points, paired by seed."),
+               Table(["Opt from", "vs Baseline with", "Opt − Baseline", "95 % CI"],
+                     [[init, tool, fmt_stats(diffs, signed=True), results.fmt_ci(diffs)]
+                      for (init, tool), diffs in out["versus"].items()], align="<<>>")]
   if out["to_kmeans"]:
-    lines += ["", "Learned (Opt) vs the k-means anchors of the training boxes, same score:", "",
-              "| Opt from | matched IoU to k-means |", "| --- | --- |"]
-    lines += [f"| {i} | {fmt_stats(v, digits=3)} |" for i, v in out["to_kmeans"].items()]
-  lines += ["", "## Where AP comes from: localisation vs classification", "",
-            ("Last logged training window: `avg_iou` = mean IoU of the responsible predictions "
-             "with their GT boxes (localisation); `cls` = class cross-entropy per assigned GT "
-             "box in nats (ln C for a uniform guess over C classes)."), "",
-            "| Init | avg IoU Baseline | avg IoU Opt | Opt − Baseline | cls Baseline | cls Opt |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    blocks += ["Learned (Opt) vs the k-means anchors of the training boxes, same score:",
+               Table(["Opt from", "matched IoU to k-means"],
+                     [[i, fmt_stats(v, digits=3)] for i, v in out["to_kmeans"].items()])]
   iou, cls = out["train"]["avg_iou"], out["train"]["cls_per_box"]
+  rows = []
   for init in out["inits"]:
     base, opt = iou.get((init, BASELINE), {}), iou.get((init, OPT), {})
     diffs = [opt[s] - base[s] for s in out["seeds"] if s in opt and s in base]
-    lines.append(f"| {init} | {fmt_stats(list(base.values()), digits=3)} | "
-                 f"{fmt_stats(list(opt.values()), digits=3)} | "
-                 f"{fmt_stats(diffs, signed=True, digits=3)} | "
-                 f"{fmt_stats(list(cls.get((init, BASELINE), {}).values()), digits=3)} | "
-                 f"{fmt_stats(list(cls.get((init, OPT), {}).values()), digits=3)} |")
-  lines += ["", "Learned anchors (px, w×h, sorted by area; last logged step):", ""]
+    rows.append([init, fmt_stats(list(base.values()), digits=3),
+                 fmt_stats(list(opt.values()), digits=3),
+                 fmt_stats(diffs, signed=True, digits=3),
+                 fmt_stats(list(cls.get((init, BASELINE), {}).values()), digits=3),
+                 fmt_stats(list(cls.get((init, OPT), {}).values()), digits=3)])
+  blocks += [Heading("Where AP comes from: localisation vs classification"),
+             ("Last logged training window: `avg_iou` = mean IoU of the responsible predictions "
+              "with their GT boxes (localisation); `cls` = class cross-entropy per assigned GT "
+              "box in nats (ln C for a uniform guess over C classes)."),
+             Table(["Init", "avg IoU Baseline", "avg IoU Opt", "Opt − Baseline", "cls Baseline",
+                    "cls Opt"], rows)]
+  learned = []
   for init, per_seed in out["learned"].items():
     for seed, anchors in sorted(per_seed.items()):
       ordered = sorted(anchors, key=lambda wh: wh[0] * wh[1])
-      lines.append(f"- {init}, seed {seed}: " + " ".join(f"{w:.1f}×{h:.1f}" for w, h in ordered))
-  return "\n".join(lines) + "\n"
+      learned.append(f"- {init}, seed {seed}: "
+                     + " ".join(f"{w:.1f}×{h:.1f}" for w, h in ordered))
+  if learned:
+    blocks += ["Learned anchors (px, w×h, sorted by area; last logged step):",
+               "\n".join(learned)]
+  return blocks
+
+
+def render(out: dict, *, command: str, title: str) -> str:
+  """claims.md: the report as Markdown."""
+  return report_text.to_markdown(report_blocks(out, command=command, title=title)) + "\n"
+
+
+def _key(pair) -> str:
+  return " / ".join(map(str, pair))
+
+
+def to_json(out: dict, *, path: str) -> dict:
+  """``check``'s numbers JSON-ready: tuple keys (init pairs, cells) become 'a / b'."""
+  return {
+      "claims_md": path, "seeds": out["seeds"], "inits": out["inits"], "tools": out["tools"],
+      "thresholds": out["thresholds"], "gains": out["gains"], "spreads": out["spreads"],
+      "robust": out["robust"], "agree": out["agree"],
+      "pairs": {_key(k): v for k, v in out["pairs"].items()},
+      "versus": {_key(k): v for k, v in out["versus"].items()},
+      "to_kmeans": out["to_kmeans"],
+      "train": {key: {_key(cell): values for cell, values in per_cell.items()}
+                for key, per_cell in out["train"].items()},
+      "learned": out["learned"],
+  }
 
 
 def kmeans_of(records) -> dict:
@@ -241,6 +273,7 @@ def define_flags(fv: flags.FlagValues, argv) -> None:
   flags.DEFINE_float("min_gain", 1.0, "Claim 1 threshold, AP50 points.", flag_values=fv)
   flags.DEFINE_float("max_spread", 0.5, "Claim 2 threshold, points.", flag_values=fv)
   flags.DEFINE_float("agree_iou", 0.9, "Claim 3 threshold, mean IoU.", flag_values=fv)
+  cli.define_json(fv)
   flags.mark_flag_as_required("workdir_root", flag_values=fv)
 
 
@@ -263,12 +296,12 @@ def main(fv: flags.FlagValues, args) -> int:
               max_spread=fv.max_spread, agree_iou=fv.agree_iou,
               kmeans_px=kmeans_of(records))
   command = "python -m experiments.claims " + " ".join([spec] + cli.given_flags(fv))
-  text = render(out, command=command, title=sweep.get("title", spec))
+  title = sweep.get("title", spec)
   path = os.path.join(fv.workdir_root, "claims.md")
   with open(path, "w") as f:
-    f.write(text)
-  print(text)
-  print(f"wrote {path}")
+    f.write(render(out, command=command, title=title))
+  cli.report(fv, to_json(out, path=path), lambda _: report_text.to_text(
+      report_blocks(out, command=command, title=title)) + f"\n\nwrote {path}")
   return 0
 
 

@@ -122,7 +122,7 @@ def test_evaluate_uses_the_checkpoints_own_config(run_copy, capsys):
   config["dataset"]["eval_examples"] = 3
   with open(path, "w") as f:
     json.dump(config, f)
-  assert evaluate_tool.run([f"--workdir={run_copy}"]) == 0
+  assert evaluate_tool.run([f"--workdir={run_copy}", "--json"]) == 0
   out = json.loads(capsys.readouterr().out)
   assert out["num_images"] == 16 and out["step"] == 4    # the tiny config's 16, not 3
 
@@ -138,7 +138,7 @@ def _largest_file(directory):
 def test_unreadable_latest_checkpoint_falls_back_and_is_moved_aside(run_copy, capsys, caplog):
   state = os.path.join(run_copy, "checkpoints", "4", "state")
   os.remove(os.path.join(state, "manifest.ocdbt"))                  # a torn checkpoint
-  assert evaluate_tool.run([f"--workdir={run_copy}"]) == 0
+  assert evaluate_tool.run([f"--workdir={run_copy}", "--json"]) == 0
   captured = capsys.readouterr()
   assert json.loads(captured.out)["step"] == 2
   assert "Checkpoint 4" in caplog.text and "4.unreadable" in caplog.text
@@ -156,7 +156,7 @@ def test_flipped_bytes_fail_the_checksum(run_copy, capsys, caplog):
     chunk = f.read(64)
     f.seek(-len(chunk), os.SEEK_CUR)
     f.write(bytes(b ^ 0xFF for b in chunk))
-  assert evaluate_tool.run([f"--workdir={run_copy}"]) == 0
+  assert evaluate_tool.run([f"--workdir={run_copy}", "--json"]) == 0
   captured = capsys.readouterr()
   assert json.loads(captured.out)["step"] == 2
   assert "Checkpoint 4" in caplog.text and "moved to" in caplog.text

@@ -1,6 +1,7 @@
 """Anchor reports: the fit of an anchor set on box shapes, k-means fits of a CSV or a
 config's training boxes, and a run's learned anchors with their exports. JSON-ready dicts;
-the CLI ``python -m anchor_jax.anchors`` (``tools/anchors.py``) prints them.
+the CLI ``python -m anchor_jax.anchors`` (``tools/anchors.py``) prints them as text
+(``report_text.anchor_report_blocks``) or, with ``--json``, as they are.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 import numpy as np
 
 from anchor_jax import workdir as workdir_lib
+from anchor_jax.core import anchor_fitters
 from anchor_jax.core.anchors import (
   clean_shapes,
   fit_stats,
@@ -35,12 +37,13 @@ def report(anchors_px, boxes_px=None, *, stride, iou_thresh=0.5):
   order = np.lexsort((anchors_px[:, 0], anchors_px[:, 0] * anchors_px[:, 1]))
   px = anchors_px[order]
   grid = px / stride
-  stats = dict.fromkeys(("mean_best_iou", "bpr", "usage", "num_boxes"))
+  stats = dict.fromkeys(("mean_best_iou", "bpr", "bpr_ratio", "usage", "num_boxes"))
   if boxes_px is not None:
     stats = fit_stats(px, boxes_px, iou_thresh=iou_thresh)  # shape IoU is scale-free.
   return {
       "anchors": px.tolist(), "anchors_grid": grid.tolist(), **stats,
-      "iou_thresh": iou_thresh, "stride": stride, "order": order.tolist(),
+      "iou_thresh": iou_thresh, "ratio_thresh": anchor_fitters.YOLOV5_THRESHOLD,
+      "stride": stride, "order": order.tolist(),
       "darknet": to_darknet_line(grid), "yaml": to_yaml(grid, stride=stride),
       "config_init": to_init_string(grid),
   }
@@ -122,9 +125,11 @@ def workdir_report(workdir, boxes_px=None, *, stride, iou_thresh=0.5):
   if counts is not None and len(counts) == len(grid):
     counts = np.asarray(counts)[out["order"]].tolist()  # sorted like the anchors.
   out["counts"] = counts
-  with open(workdir_lib.path(workdir, workdir_lib.DARKNET_EXPORT), "w") as f:
+  out["exported"] = [workdir_lib.path(workdir, name)
+                     for name in (workdir_lib.DARKNET_EXPORT, workdir_lib.YAML_EXPORT)]
+  with open(out["exported"][0], "w") as f:
     f.write(out["darknet"] + "\n")
-  with open(workdir_lib.path(workdir, workdir_lib.YAML_EXPORT), "w") as f:
+  with open(out["exported"][1], "w") as f:
     f.write(out["yaml"])
   return out
 
@@ -150,6 +155,6 @@ def config_report(config, *, k=None, iou_thresh=0.5) -> dict:
   if config.anchors.init != "kmeans" and k == config.anchors.num:
     init = init_anchors(config.anchors.init, config.anchors.num, seed=config.seed,
                         boxes_wh=boxes_px / STRIDE)
-    out["config_init_fit"] = {"init": config.anchors.init,
+    out["config_init_fit"] = {"init": config.anchors.init, "anchors": (init * STRIDE).tolist(),
                               **fit_stats(init * STRIDE, boxes_px, iou_thresh=iou_thresh)}
   return out

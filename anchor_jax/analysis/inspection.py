@@ -2,16 +2,19 @@
 
 The library behind ``python -m anchor_jax.inspect --workdir=DIR`` (``tools/inspect.py``)
 and the notebook ``experiments/notebooks/inspect_anchors.ipynb``. ``summarize`` writes
-four PNGs and returns a JSON-ready summary:
+four PNGs (in ``plots``' style: pixel log axes, titles naming dataset, input size and
+step, legends outside the data) and returns a JSON-ready summary; ``report`` turns it
+into the text the CLI prints.
 
-  anchors_density.png     GT box shapes (log w - log h) with the initial, IoU k-means and
-                          learned anchors: the paper's Figures 2-3 (``plots.anchor_figure``).
+  anchors_density.png     GT box shapes (w, h on pixel log axes) with the initial, IoU
+                          k-means and learned anchors: the paper's Figures 2-3.
   anchor_trajectories.png each anchor's path over the anchors.jsonl steps, on that density.
   anchor_counts.png       assignment mass per anchor and step, and each anchor's share.
   training_curves.png     loss terms, temperature T, clustering weight lambda and lr vs step.
 
 The JSON holds the initial / k-means / learned anchors (input pixels), their fit on the
-boxes (``anchors.fit_stats``: mean best IoU, BPR, usage) and the last line of eval.jsonl.
+boxes (``anchors.fit_stats``: mean best IoU, BPR at IoU 0.5 and by YOLOv5's ratio rule,
+usage) and the last line of eval.jsonl.
 The boxes are those of the first N training images (default ``anchors.kmeans_images``) at
 the training input size, read through the workdir's own config.json. A directory that is
 not a training workdir, or a missing / corrupt file, raises WorkdirError naming it.
@@ -26,7 +29,7 @@ import os
 import numpy as np
 
 from anchor_jax import workdir as workdir_lib
-from anchor_jax.analysis import plots
+from anchor_jax.analysis import plots, report_text
 from anchor_jax.core import anchors as anchors_lib
 from anchor_jax.core import losses
 from anchor_jax.data import pipeline
@@ -41,9 +44,6 @@ WARMUP_KEYS = ("temperature", "cluster_weight")
 # Config keys this tool reads; a config.json without them is not a training workdir's.
 CONFIG_KEYS = ("seed", "dataset.name", "input.image_size", "anchors.num", "anchors.init",
                "anchors.kmeans_images")
-HIST_BINS = 60        # bins per axis of the log w - log h density.
-LOG_MARGIN = 0.3      # padding (in log units) around the plotted points.
-FIG_DPI = 110
 
 
 @dataclasses.dataclass
@@ -182,7 +182,8 @@ def anchor_sets(run: Run, boxes_px) -> dict:
 
 
 def fit_table(sets: dict, boxes_px) -> dict:
-  """{label: anchors.fit_stats(anchors, boxes)} (mean_best_iou, bpr, usage, num_boxes)."""
+  """{label: anchors.fit_stats(anchors, boxes)} (mean_best_iou, bpr, bpr_ratio, usage,
+  num_boxes)."""
   return {label: anchors_lib.fit_stats(a, boxes_px) for label, a in sets.items()}
 
 
@@ -194,7 +195,9 @@ def set_labels(run: Run) -> dict:
 
 
 # --------------------------------------------------------------------------
-# Figures (each writes a PNG and returns its path).
+# Figures (each ``*_figure`` returns a matplotlib figure, each ``plot_*`` writes it as a
+# PNG and returns the path); the shared style is ``plots``': pixel log axes, titles with
+# dataset, input size and step, legends outside the axes.
 # --------------------------------------------------------------------------
 
 
@@ -202,52 +205,43 @@ def _pyplot():
   return plots.plt  # plots selects the non-interactive Agg backend.
 
 
-def _log_limits(*point_sets) -> tuple:
-  pts = np.concatenate([np.log(np.asarray(p, np.float64).reshape(-1, 2)) for p in point_sets])
-  return pts.min() - LOG_MARGIN, pts.max() + LOG_MARGIN
-
-
-def _density(ax, boxes_px, lo, hi) -> None:
-  """Grey 2-D histogram of log w, log h on [lo, hi]^2."""
-  logwh = np.log(np.asarray(boxes_px, np.float64))
-  ax.hist2d(logwh[:, 0], logwh[:, 1], bins=HIST_BINS, range=[[lo, hi], [lo, hi]],
-            cmap="Greys", cmin=1)
-  ax.set_xlim(lo, hi)
-  ax.set_ylim(lo, hi)
-  ax.set_xlabel("log(w)  [w in pixels]")
-  ax.set_ylabel("log(h)  [h in pixels]")
-
-
 def _slot_colors(num: int) -> list:
   cmap = _pyplot().get_cmap("tab10")
   return [cmap(i % cmap.N) for i in range(num)]
 
 
-def plot_density(run: Run, boxes_px, sets: dict, path: str) -> str:
-  """anchors_density.png: paper Figures 2-3 via ``plots.anchor_figure``."""
+def _steps(run: Run) -> str:
+  steps = [r["step"] for r in run.history]
+  return f"step {steps[0]}" if steps[0] == steps[-1] else f"steps {steps[0]}-{steps[-1]}"
+
+
+def density_figure(run: Run, boxes_px, sets: dict):
+  """Paper Figures 2-3: the box density with the anchor sets (``plots.anchor_axes_figure``)."""
   labels = set_labels(run)
-  c = run.config
-  name = c.dataset.name + (f":{c.dataset.preset}" if c.dataset.name == "synthetic" else "")
-  title = f"{name} boxes at {c.input.image_size}px, {len(boxes_px)} GTs"
-  return plots.anchor_figure(boxes_px, {labels[k]: v for k, v in sets.items()}, path,
-                             title=title)
+  title = plots.run_title(run.config, f"{len(boxes_px)} GT boxes and anchors",
+                          steps=f'step {run.anchor_log[-1]["step"]}')
+  return plots.anchor_axes_figure(boxes_px, {labels[k]: v for k, v in sets.items()},
+                                  title=title)
 
 
-def plot_trajectories(run: Run, boxes_px, path: str, *, kmeans_px=None) -> str:
-  """anchor_trajectories.png: each anchor slot's path in log w - log h over the logged
-  steps (open circle: start, arrow head and filled square: end), on the box density;
-  k-means anchors (if given) as black crosses."""
+def plot_density(run: Run, boxes_px, sets: dict, path: str) -> str:
+  """anchors_density.png (``density_figure``)."""
+  return plots.save(density_figure(run, boxes_px, sets), path)
+
+
+def trajectories_figure(run: Run, boxes_px, *, kmeans_px=None):
+  """Each anchor slot's path in (w, h) px over the logged steps (open circle: start, arrow
+  head and filled square: end), on the box density; k-means anchors (if given) as black
+  crosses."""
   plt = _pyplot()
   history = run.history
-  steps = [r["step"] for r in history]
-  paths = np.log(np.stack([np.asarray(r["anchors_px"], np.float64) for r in history], 1))
+  paths = np.stack([np.asarray(r["anchors_px"], np.float64) for r in history], 1)  # [A, T, 2]
   extra = [kmeans_px] if kmeans_px is not None else []
-  lo, hi = _log_limits(boxes_px, np.exp(paths.reshape(-1, 2)), *extra)
+  lo, hi = plots.pixel_limits(boxes_px, paths.reshape(-1, 2), *extra)
   fig, ax = plt.subplots(figsize=(6.4, 6.0))
-  _density(ax, boxes_px, lo, hi)
+  plots.density(ax, boxes_px, lo, hi)
   for slot, (p, color) in enumerate(zip(paths, _slot_colors(len(paths)))):  # p: [T, 2]
-    w0, h0 = np.exp(p[0])
-    w1, h1 = np.exp(p[-1])
+    (w0, h0), (w1, h1) = p[0], p[-1]
     ax.plot(p[:, 0], p[:, 1], "-", color=color, lw=1.5, zorder=3,
             label=f"anchor {slot}: {w0:.0f}x{h0:.0f} -> {w1:.0f}x{h1:.0f} px")
     ax.plot(*p[0], "o", mfc="none", mec=color, ms=9, mew=1.5, zorder=4)
@@ -256,14 +250,17 @@ def plot_trajectories(run: Run, boxes_px, path: str, *, kmeans_px=None) -> str:
       ax.annotate("", xy=p[-1], xytext=p[-2], zorder=5,
                   arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.5})
   if kmeans_px is not None:
-    k = np.log(np.asarray(kmeans_px, np.float64))
+    k = np.asarray(kmeans_px, np.float64)
     ax.scatter(k[:, 0], k[:, 1], marker="x", c="k", s=60, zorder=4, label="k-means (1 - IoU)")
-  ax.legend(loc="lower right", fontsize=7)
-  ax.set_title(f"anchor trajectories, steps {steps[0]}..{steps[-1]} ({len(steps)} snapshots)",
-               fontsize=10)
-  fig.savefig(path, dpi=FIG_DPI, bbox_inches="tight")
-  plt.close(fig)
-  return path
+  plots.legend_outside(ax, fontsize=7)
+  ax.set_title(plots.run_title(run.config, "anchor trajectories",
+                               steps=f"{_steps(run)} ({len(history)} snapshots)"), fontsize=10)
+  return fig
+
+
+def plot_trajectories(run: Run, boxes_px, path: str, *, kmeans_px=None) -> str:
+  """anchor_trajectories.png (``trajectories_figure``)."""
+  return plots.save(trajectories_figure(run, boxes_px, kmeans_px=kmeans_px), path)
 
 
 def count_series(run: Run) -> tuple:
@@ -305,15 +302,15 @@ def plot_counts(run: Run, path: str) -> str:
     for a, color in enumerate(colors):
       bottom.step(x, np.concatenate([share[:1, a], share[:, a]]), where="pre", color=color,
                   label=labels[a])
-    top.legend(loc="upper right", fontsize=7, ncol=min(len(labels), 5))
+    plots.legend_outside(top, fontsize=7)
   top.set_ylabel("assignment mass / step")
-  top.set_title("GT assignments per anchor (anchors.jsonl counts)", fontsize=10)
+  top.set_title(plots.run_title(run.config, "GT assignments per anchor", steps=_steps(run)),
+                fontsize=10)
   bottom.set_ylabel("share of assignments")
   bottom.set_ylim(0, 1)
   bottom.set_xlabel("step")
-  fig.savefig(path, dpi=FIG_DPI, bbox_inches="tight")
-  plt.close(fig)
-  return path
+  bottom.xaxis.set_major_locator(plots.ticker.MaxNLocator(integer=True))
+  return plots.save(fig, path)
 
 
 def metric_series(run: Run, key: str) -> tuple:
@@ -338,13 +335,17 @@ def plot_training_curves(run: Run, path: str) -> str:
     if len(steps):
       top.plot(steps, values, lw=2.0 if key == "loss" else 1.0, label=key,
                color="k" if key == "loss" else None)
+  outside = (1.12, 1.0)   # right of the lr axis of the bottom panel
   if not run.metrics:
     top.text(0.5, 0.5, "no steps logged yet", ha="center", transform=top.transAxes)
   else:
     top.set_yscale("log", nonpositive="mask")
-    top.legend(loc="upper left", bbox_to_anchor=(1.12, 1.0), fontsize=7)
+    plots.legend_outside(top, bbox_to_anchor=outside, fontsize=7)
   top.set_ylabel("loss terms")
-  top.set_title(f"training curves ({os.path.basename(os.path.normpath(run.workdir))})",
+  steps, _ = metric_series(run, "loss")
+  span = f"steps {steps[0]}-{steps[-1]}" if len(steps) else "no steps"
+  name = os.path.basename(os.path.normpath(run.workdir))
+  top.set_title(plots.run_title(run.config, f"training curves of {name}", steps=span),
                 fontsize=10)
   for key, label in zip(WARMUP_KEYS, ("temperature T", "cluster weight lambda")):
     steps, values = metric_series(run, key)
@@ -352,18 +353,20 @@ def plot_training_curves(run: Run, path: str) -> str:
       bottom.plot(steps, values, label=label)
   bottom.set_ylabel("warm-up schedule")
   bottom.set_xlabel("step")
+  bottom.xaxis.set_major_locator(plots.ticker.MaxNLocator(integer=True))
+  handles, labels = bottom.get_legend_handles_labels()
   steps, lr = metric_series(run, "lr")
   if len(steps):
     right = bottom.twinx()
-    right.plot(steps, lr, ":", color="0.4", label="lr (right)")
+    right.plot(steps, lr, ":", color="0.4", label="lr (right axis)")
     right.set_yscale("log", nonpositive="mask")
     right.set_ylabel("learning rate")
-    right.legend(loc="center right", fontsize=7)
-  if run.metrics:
-    bottom.legend(loc="upper right", fontsize=7)
-  fig.savefig(path, dpi=FIG_DPI, bbox_inches="tight")
-  plt.close(fig)
-  return path
+    more = right.get_legend_handles_labels()
+    handles, labels = handles + more[0], labels + more[1]
+  if handles:   # one legend for both axes of the panel, off the curves
+    bottom.legend(handles, labels, loc="upper left", bbox_to_anchor=outside,
+                  borderaxespad=0.0, fontsize=7)
+  return plots.save(fig, path)
 
 
 # --------------------------------------------------------------------------
@@ -372,52 +375,35 @@ def plot_training_curves(run: Run, path: str) -> str:
 
 
 def eval_table(run: Run) -> dict | None:
-  """The last eval.jsonl line's step, split, metric, AP50, AP (None if absent), per_class
-  (and per_class_AP50 for COCO); None when nothing was evaluated."""
+  """The last eval.jsonl line's step, split, metric, AP50, AP50_agnostic (classes
+  merged), AP (None if absent), per_class (and per_class_AP50 for COCO) and its image,
+  GT and detection counts; None when nothing was evaluated."""
   last = run.last_eval
   if last is None:
     return None
-  table = {k: last.get(k) for k in ("step", "split", "metric", "AP50", "AP", "per_class")}
+  table = {k: last.get(k) for k in ("step", "split", "metric", "AP50", "AP50_agnostic", "AP",
+                                    "per_class", "num_images", "num_gt", "num_detections")}
   if "per_class_AP50" in last:
     table["per_class_AP50"] = last["per_class_AP50"]
   return table
 
 
-def _fmt(v, digits=4) -> str:
-  return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else (
-      f"{v:.{digits}f}" if isinstance(v, float) else str(v))
-
-
 def eval_markdown(table: dict | None) -> str:
-  """Markdown for ``eval_table``: the overall row, then AP per class."""
-  if table is None:
-    return "_No evaluation yet (eval.jsonl is absent or empty)._"
-  overall = (f'| {table["step"]} | {table.get("split", "")} | {table.get("metric", "")} | '
-             f'{_fmt(table["AP50"])} | {_fmt(table["AP"])} |')
-  lines = ["| step | split | metric | AP50 | AP |", "|---|---|---|---|---|", overall, ""]
-  per_class = table.get("per_class") or {}
-  per_class_50 = table.get("per_class_AP50")
-  if per_class:
-    # per_class is COCO's AP@[.5:.95] for metric=coco, else AP at IoU 0.5.
-    column = "AP" if table.get("metric") == "coco" else "AP50"
-    header = f"| class | {column} |" + (" AP50 |" if per_class_50 else "")
-    lines += [header, "|---|---|" + ("---|" if per_class_50 else "")]
-    for name, ap in per_class.items():
-      row = f"| {name} | {_fmt(ap)} |"
-      if per_class_50:
-        row += f" {_fmt(per_class_50.get(name))} |"
-      lines.append(row)
-  return "\n".join(lines)
+  """Markdown for ``eval_table`` (``report_text.eval_blocks``): AP50, the class-agnostic
+  AP50 (and COCO's AP), then AP per class, in percent."""
+  return report_text.to_markdown(report_text.eval_blocks(table))
 
 
 def fit_markdown(fit: dict, sets: dict) -> str:
-  """Markdown comparing anchor sets: anchors (px), mean best IoU, BPR, usage."""
-  lines = ["| anchors | w x h (px) | mean best IoU | BPR | usage |", "|---|---|---|---|---|"]
-  for label, stats in fit.items():
-    shapes = " ".join(f"{w:.0f}x{h:.0f}" for w, h in np.asarray(sets[label]))
-    lines.append(f'| {label} | {shapes} | {stats["mean_best_iou"]:.3f} | {stats["bpr"]:.3f} | '
-                 f'{stats["usage"]} |')
-  return "\n".join(lines)
+  """Markdown comparing anchor sets (``report_text.anchor_fit_blocks``): each set's
+  anchors (px, sorted by area) with usage, then mean best IoU and BPR."""
+  return report_text.to_markdown(report_text.anchor_fit_blocks(sets, fit))
+
+
+def report(summary: dict) -> str:
+  """The text report of ``summarize``'s dict (what ``python -m anchor_jax.inspect``
+  prints)."""
+  return report_text.to_text(report_text.inspect_blocks(summary))
 
 
 def summarize(workdir: str, *, out_dir: str | None = None,
@@ -438,7 +424,10 @@ def summarize(workdir: str, *, out_dir: str | None = None,
   return {
       "workdir": workdir,
       "step": run.anchor_log[-1]["step"],
-      "dataset": {"name": c.dataset.name, "image_size": c.input.image_size,
+      "total_steps": c.get("train", {}).get("steps"),
+      "anchors_init": c.anchors.init,
+      "dataset": {"name": c.dataset.name, "label": plots.dataset_label(c),
+                  "image_size": c.input.image_size,
                   "num_images": num_images or c.anchors.kmeans_images,
                   "num_boxes": len(boxes)},
       "initial_anchors_px": sets["initial"].tolist(),

@@ -230,13 +230,16 @@ def kmeans_iou(wh, k, *, seed, max_iter=300, seedings=3, chunk_size=DEFAULT_CHUN
   return sort_by_area(centres)
 
 
-def fit_stats(anchors_wh, boxes_wh, *, iou_thresh=0.5):
+def fit_stats(anchors_wh, boxes_wh, *, iou_thresh=0.5,
+              ratio_thresh=anchor_fitters.YOLOV5_THRESHOLD):
   """How well anchors [A, 2] fit box shapes [N, 2] (same units; shape IoU only).
 
   Returns ``mean_best_iou``, ``bpr`` (fraction of boxes with some anchor at
-  IoU >= iou_thresh: YOLOv2's best possible recall), ``usage`` (boxes per
-  anchor by best IoU; ties to the first) and ``num_boxes`` (valid boxes used;
-  non-finite / non-positive ones are skipped).
+  IoU >= iou_thresh: YOLOv2's best possible recall), ``bpr_ratio`` (the same by
+  YOLOv5's rule: some anchor within ``ratio_thresh`` x on both sides, so readers of
+  either tool's numbers find theirs), ``usage`` (boxes per anchor by best IoU; ties
+  to the first) and ``num_boxes`` (valid boxes used; non-finite / non-positive ones
+  are skipped).
   """
   anchors = np.asarray(anchors_wh, dtype=np.float64).reshape(-1, 2)
   boxes, _ = clean_shapes(boxes_wh)
@@ -246,6 +249,7 @@ def fit_stats(anchors_wh, boxes_wh, *, iou_thresh=0.5):
   return {
       "mean_best_iou": float(best.mean()),
       "bpr": float(np.mean(best >= iou_thresh)),
+      "bpr_ratio": anchor_fitters.ratio_recall(boxes, anchors, thr=ratio_thresh),
       "usage": np.bincount(idx, minlength=len(anchors)).tolist(),
       "num_boxes": int(len(boxes)),
   }

@@ -1,6 +1,7 @@
-"""Fit, report and export anchors; prints one JSON object (logs go to stderr).
+"""Fit, report and export anchors; prints a text report, or one JSON object with --json
+(logs go to stderr).
 
-  python -m anchor_jax.anchors --boxes=FILE.csv --k=5 [--seed=0] [--stride=32]
+  python -m anchor_jax.anchors --boxes=FILE.csv --k=5 [--seed=0] [--stride=32] [--json]
   python -m anchor_jax.anchors --workdir=DIR [--boxes=FILE.csv]
   python -m anchor_jax.anchors --config=configs/NAME.py[:ARG] [--config.key=value ...] [--k=K]
 
@@ -8,18 +9,19 @@
 last learned anchors of a training run (their fit on ``--boxes`` if given), also written
 as ``anchors_darknet.txt`` and ``anchors.yaml`` in the workdir. ``--config``: the box
 statistics of a config's training set at its input size, k-means anchors for it, and the
-fit of the config's own initial anchors. Keys: ``anchors`` (k x [w, h] pixels, sorted by
-area), ``mean_best_iou``, ``bpr`` (share of boxes with an anchor at shape IoU >=
-``--iou_thresh``), ``usage``, the darknet ``anchors=`` line and YAML.
+fit of the config's own initial anchors. The text report shows the anchors in pixels
+(sorted by area) with their usage, the mean best IoU and BPR, and the darknet line. JSON
+keys: ``anchors`` (k x [w, h] pixels, sorted by area), ``mean_best_iou``, ``bpr`` (share
+of boxes with an anchor at shape IoU >= ``--iou_thresh``), ``bpr_ratio`` (YOLOv5's rule:
+an anchor within ``ratio_thresh`` = 4x on both sides), ``usage``, the darknet
+``anchors=`` line and YAML.
 """
 from __future__ import annotations
-
-import json
 
 from absl import flags
 
 from anchor_jax import config_lib
-from anchor_jax.analysis import anchor_report
+from anchor_jax.analysis import anchor_report, report_text
 from anchor_jax.core.region import STRIDE
 from anchor_jax.tools import cli
 
@@ -36,6 +38,12 @@ def define_flags(fv: flags.FlagValues, argv) -> None:
   flags.DEFINE_integer("seed", 0, "k-means seed.", flag_values=fv)
   flags.DEFINE_integer("stride", STRIDE, "Pixels per grid cell.", lower_bound=1, flag_values=fv)
   flags.DEFINE_float("iou_thresh", 0.5, "Shape-IoU threshold of bpr.", flag_values=fv)
+  cli.define_json(fv)
+
+
+def render(out: dict) -> str:
+  """The text report of one ``anchor_report`` dict."""
+  return report_text.to_text(report_text.anchor_report_blocks(out))
 
 
 def main(fv: flags.FlagValues, args) -> int:
@@ -55,7 +63,7 @@ def main(fv: flags.FlagValues, args) -> int:
     else:
       out = anchor_report.fit_report(boxes, k=fv.k or 5, seed=fv.seed, stride=fv.stride,
                                      iou_thresh=fv.iou_thresh)
-  print(json.dumps(out))
+  cli.report(fv, out, render)
   return 0
 
 

@@ -5,6 +5,9 @@ be run in-process, as the tests do, and never clash over flag names), and a tool
 takes an experiment config defines it with ``ml_collections.config_flags``: then
 ``--config=FILE[:ARG] --config.key=value`` means the same in every tool.
 
+A reporting tool prints a text report for people by default and, with ``--json``
+(``define_json``), one JSON object for scripts; ``report`` picks which.
+
 ``run`` turns a user error (``anchor_jax.errors.UserError``, a bad flag, an unreadable
 file) into one line ``error: ...`` on stderr and exit status 2; anything else is a bug
 and keeps its traceback.
@@ -17,6 +20,7 @@ and the entry module ``anchor_jax/<tool>.py`` calls ``sys.exit(<tool>.run())``.
 """
 from __future__ import annotations
 
+import json
 import sys
 from typing import Callable
 
@@ -57,6 +61,17 @@ def define_config(fv: flags.FlagValues, argv: list, *, name: str = "config",
                                   sys_argv=list(argv))
   if required:
     flags.mark_flag_as_required(name, flag_values=fv)
+
+
+def define_json(fv: flags.FlagValues) -> None:
+  """``--json``: print one JSON object (what scripts read) instead of the text report."""
+  flags.DEFINE_bool("json", False, "Print one JSON object (for scripts) instead of the "
+                    "text report.", flag_values=fv)
+
+
+def report(fv: flags.FlagValues, data: dict, text: Callable[[dict], str]) -> None:
+  """Prints ``data`` as one JSON line with ``--json``, else ``text(data)``."""
+  print(json.dumps(data) if fv.json else text(data))
 
 
 def config_value(fv: flags.FlagValues, name: str = "config"):

@@ -1,4 +1,5 @@
-"""Score detections, or a training run's latest checkpoint; prints one JSON object.
+"""Score detections, or a training run's latest checkpoint; prints the AP table (one
+JSON object with ``--json``).
 
   python -m anchor_jax.evaluate --gt=GT.json --dets=DETS.json --metric=voc07|voc12|coco|brainwash
   python -m anchor_jax.evaluate --workdir=DIR [--export=DETS.json]
@@ -8,7 +9,9 @@
 
 ``--gt`` is COCO-format ground truth (annotations may carry ``"difficult": 1``), ``--dets``
 a COCO results list (``anchor_jax/evaluation/coco_files.py`` gives the format). Boxes are
-scored exactly as given (nothing is clipped). The output has ``AP50``, ``AP`` (coco),
+scored exactly as given (nothing is clipped). The text report shows AP50 (COCO: AP,
+AP50, AP75 and by size), the class-agnostic AP50 and the AP of each class, in percent.
+The JSON has ``AP50``, ``AP50_agnostic`` (all classes merged), ``AP`` (coco),
 ``per_class`` {category name: AP}, ``num_dropped`` (detections with a NaN/inf score or
 box, or no area) and ``num_dropped_gt`` (GT boxes without area). With
 ``--pixel_convention=voc`` (the default for voc07/voc12) the devkit's numbers come out
@@ -32,13 +35,12 @@ stderr, exit status 2.
 """
 from __future__ import annotations
 
-import json
-
 import ml_collections
 from absl import flags
 
 from anchor_jax import config_lib
 from anchor_jax import workdir as workdir_lib
+from anchor_jax.analysis import report_text
 from anchor_jax.core import anchors as anchors_lib
 from anchor_jax.data import pipeline
 from anchor_jax.evaluation import accumulator, coco_files, runner
@@ -64,6 +66,12 @@ def define_flags(fv: flags.FlagValues, argv) -> None:
                       flag_values=fv)
   flags.DEFINE_string("export", None, "With --workdir or --config: write the detections "
                       "(COCO results) here.", flag_values=fv)
+  cli.define_json(fv)
+
+
+def render(result: dict) -> str:
+  """The AP table of one evaluation result (``report_text.eval_blocks``)."""
+  return report_text.to_text(report_text.eval_blocks(result))
 
 
 def evaluate_workdir(workdir: str, *, export_path: str | None = None) -> dict:
@@ -133,7 +141,10 @@ def main(fv: flags.FlagValues, args) -> int:
   else:
     plus_one = {"auto": None, "voc": True, "continuous": False}[fv.pixel_convention]
     result = coco_files.evaluate_files(fv.gt, fv.dets, fv.metric, plus_one=plus_one)
-  print(json.dumps(result))
+  cli.report(fv, result, render)
+  if fv.workdir and not fv.json:
+    print(f"\nappended to {workdir_lib.path(fv.workdir, workdir_lib.EVAL)}"
+          + (f"; detections written to {fv.export}" if fv.export else ""))
   return 0
 
 

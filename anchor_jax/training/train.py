@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import time
 from typing import Any
 
 import flax
@@ -362,27 +363,31 @@ def _train(config, workdir: str) -> dict:
     checkpointer.close()
 
   learned = np.exp(np.asarray(host_state().params["head"]["anchor_log_wh"]))
+  # train_s: the loop's wall time this session (compile and evals included).
+  train_s, steps_run = time.time() - logger.t0, step - logger.start_step
   summary = {"step": step, "total_steps": config.train.steps, "initial_anchors": init_anchors,
              "learned_anchors": learned, "initial_anchors_px": init_anchors * STRIDE,
              "learned_anchors_px": learned * STRIDE, "eval": eval_result,
              "stopped_early": stop.stop, "signal": stop.signal_name, "plot": None,
-             "checkpoint": os.path.join(checkpointer.directory, str(step))}
+             "checkpoint": os.path.join(checkpointer.directory, str(step)),
+             "steps_run": steps_run, "train_s": train_s,
+             "images_per_sec": steps_run * global_batch / train_s if steps_run else None}
   if is_primary and config.eval.plot and not stop.stop:
-    summary["plot"] = anchor_plot(config, train_ds, init_anchors, learned, workdir)
+    summary["plot"] = anchor_plot(config, train_ds, init_anchors, learned, workdir, step=step)
   return summary
 
 
-def anchor_plot(config, train_ds, init_anchors, learned, workdir) -> str:
-  """anchors.png: the training boxes in log w-log h with initial, k-means and
-  learned anchors (paper Figure 2), all in input pixels."""
+def anchor_plot(config, train_ds, init_anchors, learned, workdir, *, step: int) -> str:
+  """anchors.png: the training boxes in (w, h) px on log axes with initial, k-means and
+  learned anchors (paper Figure 2), titled with dataset, input size and step."""
   boxes_px = pipeline.train_box_shapes(train_ds, config)
   kmeans_px = anchors_lib.kmeans_iou(boxes_px, config.anchors.num, seed=config.seed)
   sets = {f"initial ({config.anchors.init})": init_anchors * STRIDE,
-          "k-means (1 - IoU)": kmeans_px, "learned": learned * STRIDE}
+          "k-means (1 - IoU)": kmeans_px, f"learned (step {step})": learned * STRIDE}
   return plots.anchor_figure(
       boxes_px, sets, workdir_lib.path(workdir, workdir_lib.ANCHORS_PNG),
-      title=f"{config.dataset.name} boxes at {config.input.image_size}px, "
-            f"{len(boxes_px)} GTs")
+      title=plots.run_title(config, f"{len(boxes_px)} GT boxes and anchors",
+                            steps=f"step {step}"))
 
 
 def _evaluate(evaluator, host_state, step, workdir, is_primary):

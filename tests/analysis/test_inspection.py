@@ -58,7 +58,7 @@ def workdir(tmp_path_factory):
 @pytest.mark.slow
 def test_cli_writes_pngs_and_summary(workdir, tmp_path):
   out = str(tmp_path / "plots")
-  res = _cli(f"--workdir={workdir}", f"--out={out}", f"--num_images={CLI_IMAGES}")
+  res = _cli(f"--workdir={workdir}", f"--out={out}", f"--num_images={CLI_IMAGES}", "--json")
   assert res.returncode == 0, res.stderr[-3000:]
   summary = json.loads(res.stdout)
   for name in inspect_lib.PLOT_FILES.values():
@@ -85,12 +85,14 @@ def test_cli_writes_pngs_and_summary(workdir, tmp_path):
     expected = anchors_lib.fit_stats(anchors_px, boxes)
     assert summary["fit"][label]["usage"] == expected["usage"], label
     assert summary["fit"][label]["num_boxes"] == expected["num_boxes"], label
-    np.testing.assert_allclose([summary["fit"][label][k] for k in ("mean_best_iou", "bpr")],
-                               [expected[k] for k in ("mean_best_iou", "bpr")], rtol=1e-12)
+    keys = ("mean_best_iou", "bpr", "bpr_ratio")
+    np.testing.assert_allclose([summary["fit"][label][k] for k in keys],
+                               [expected[k] for k in keys], rtol=1e-12)
 
   last_eval = _jsonl(os.path.join(workdir, "eval.jsonl"))[-1]
   assert summary["eval"]["step"] == last_eval["step"] == 4
   assert summary["eval"]["AP50"] == last_eval["AP50"]
+  assert summary["eval"]["AP50_agnostic"] == last_eval["AP50_agnostic"]
   assert summary["eval"]["AP"] is None                      # voc07 has no COCO AP
   assert summary["eval"]["per_class"] == last_eval["per_class"]
 
@@ -143,7 +145,7 @@ def test_bad_workdirs_exit_2(workdir, tmp_path, capsys):
   for name in ("anchors.jsonl", "metrics.jsonl", "eval.jsonl"):
     with open(broken / name, "a") as f:
       f.write('{"step": 99, "lo')
-  assert inspect_tool.run([f"--workdir={broken}", f"--out={tmp_path / 'out'}"]) == 0
+  assert inspect_tool.run([f"--workdir={broken}", f"--out={tmp_path / 'out'}", "--json"]) == 0
   summary = json.loads(capsys.readouterr().out)
   with open(os.path.join(workdir, "anchors.jsonl")) as f:
     assert summary["step"] == json.loads(f.read().splitlines()[-1])["step"]
@@ -168,3 +170,68 @@ def test_metric_series_of_a_resumed_run_keeps_the_later_line_per_step():
   run = inspect_lib.Run(workdir="", config=None, metrics=metrics, anchor_log=[], evals=[])
   steps, values = inspect_lib.metric_series(run, "loss")
   assert steps.tolist() == [10, 20, 30] and values.tolist() == [5.0, 3.9, 2.9]
+
+
+@pytest.mark.slow
+def test_text_report_shows_the_json_numbers_formatted(workdir, tmp_path, capsys):
+  out = str(tmp_path / "plots")
+  assert inspect_tool.run([f"--workdir={workdir}", f"--out={out}", "--json"]) == 0
+  summary = json.loads(capsys.readouterr().out)
+  assert inspect_tool.run([f"--workdir={workdir}", f"--out={out}"]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0] == f"{workdir}: synthetic:mixed at 64 px, step 4 of 4"
+  assert lines[2] == (f"{summary['dataset']['num_boxes']} GT boxes of the first "
+                      f"{KMEANS_IMAGES} training images")
+  # Anchor rows: '#', then per set (initial, k-means, learned) 'w x h' with one decimal and
+  # its usage, each set sorted by area.
+  keys = ("initial", "kmeans", "learned")
+  header = next(i for i, line in enumerate(lines) if line.startswith("  #  initial (identical)"))
+  for rank in range(5):
+    want = [str(rank + 1)]
+    for key in keys:
+      px = np.asarray(summary[f"{key}_anchors_px"])
+      i = np.lexsort((px[:, 0], px[:, 0] * px[:, 1]))[rank]
+      want += [f"{px[i, 0]:.1f}", "x", f"{px[i, 1]:.1f}", str(summary["fit"][key]["usage"][i])]
+    assert lines[header + 2 + rank].split() == want
+  fit = {line.split("  ")[1]: line.split()[-3:] for line in lines
+         if line.startswith(("  mean best IoU", "  BPR"))}
+  assert fit["mean best IoU"] == [f'{summary["fit"][k]["mean_best_iou"]:.3f}' for k in keys]
+  assert fit["BPR, IoU >= 0.5 (%)"] == [f'{100 * summary["fit"][k]["bpr"]:.1f}' for k in keys]
+  assert fit["BPR, YOLOv5 ratio < 4 (%)"] == [
+      f'{100 * summary["fit"][k]["bpr_ratio"]:.1f}' for k in keys]
+  ev = summary["eval"]
+  assert "AP (voc07, step 4, eval split): 16 images, 48 GT boxes, " in "\n".join(lines)
+  assert f'  AP50 (%)                 {100 * ev["AP50"]:.2f}' in lines
+  assert f'  class-agnostic AP50 (%)  {100 * ev["AP50_agnostic"]:.2f}' in lines
+  for name, ap in ev["per_class"].items():
+    assert [name, f"{100 * ap:.2f}"] in [line.split() for line in lines], name
+  assert f'  density       {summary["plots"]["density"]}' in lines
+
+
+@pytest.mark.slow
+def test_figures_have_pixel_ticks_titles_and_legends_off_the_data(workdir):
+  from tests.analysis.test_plots import assert_legend_off_the_axes, visible_ticks
+  run = inspect_lib.load_run(workdir)
+  boxes = inspect_lib.gt_boxes(run.config)
+  sets = inspect_lib.anchor_sets(run, boxes)
+  figures = {"density": inspect_lib.density_figure(run, boxes, sets),
+             "trajectories": inspect_lib.trajectories_figure(run, boxes,
+                                                             kmeans_px=sets["kmeans"])}
+  titles = {"density": f"{len(boxes)} GT boxes and anchors - synthetic:mixed at 64 px input, "
+                       "step 4",
+            "trajectories": "anchor trajectories - synthetic:mixed at 64 px input, steps 0-4 "
+                            "(5 snapshots)"}
+  for name, fig in figures.items():
+    ax = fig.axes[0]
+    title = (fig.axes[1] if name == "density" else ax).get_title()
+    assert title == titles[name]
+    for axis in (ax.xaxis, ax.yaxis):
+      ticks = visible_ticks(axis)
+      # Pixel values at powers of two (the tiny run spans > 4 octaves), labelled as such.
+      assert len(ticks) >= 4, name
+      for pos, label in ticks:
+        assert label == f"{pos:g}" and np.log2(pos) == round(np.log2(pos)), (name, label)
+      lo, hi = axis.get_view_interval()
+      assert 2 ** np.ceil(np.log2(lo)) == ticks[0][0] and ticks[-1][0] * 2 > hi
+    assert_legend_off_the_axes(ax)
+    inspect_lib.plots.plt.close(fig)

@@ -158,8 +158,14 @@ def test_kmeans_chunking_does_not_change_result():
 
 def test_fit_stats_hand_computed():
   # IoUs 1 and (1*1)/(2*2) = 0.25.
+  # Ratio rule: (2, 2) is within 4x of (1, 1) on both sides, so it counts there.
   assert anc.fit_stats([[1, 1]], [[1, 1], [2, 2]]) == {
-      "mean_best_iou": 0.625, "bpr": 0.5, "usage": [2], "num_boxes": 2}
+      "mean_best_iou": 0.625, "bpr": 0.5, "bpr_ratio": 1.0, "usage": [2], "num_boxes": 2}
+  # (5, 1): 5x the anchor's width, outside the ratio-4 rule; (3.9, 1) inside it, though
+  # its IoU 1 / 3.9 misses 0.5.
+  got = anc.fit_stats([[1, 1]], [[1, 1], [5, 1], [3.9, 1]], ratio_thresh=4.0)
+  assert got["bpr_ratio"] == pytest.approx(2 / 3) and got["bpr"] == pytest.approx(1 / 3)
+  assert anc.fit_stats([[1, 1]], [[5, 1]], ratio_thresh=6.0)["bpr_ratio"] == 1.0
   # (1, 2) has IoU 0.5 with both anchors: tie goes to the first; bpr counts IoU >= 0.5.
   got = anc.fit_stats([[1, 1], [2, 2]], [[1, 1], [2, 2], [1, 2]])
   assert got["usage"] == [2, 1] and got["bpr"] == 1.0
@@ -213,7 +219,7 @@ def test_cli_fits_csv(tmp_path):
   boxes_px = planted_boxes(per_cluster=100) * 32
   rows = "\n".join(f"img{i},{w:.3f},{h:.3f}" for i, (w, h) in enumerate(boxes_px))
   csv_path = write_csv(tmp_path / "b.csv", "image,w,h\n" + rows + "\n")
-  proc = run_cli(f"--boxes={csv_path}", "--k=4", "--seed=0")
+  proc = run_cli(f"--boxes={csv_path}", "--k=4", "--seed=0", "--json")
   assert proc.returncode == 0, proc.stderr
   out = json.loads(proc.stdout)  # exactly one JSON object.
   keys = {"anchors", "anchors_grid", "mean_best_iou", "bpr", "usage", "num_boxes", "darknet",
@@ -260,7 +266,7 @@ def test_main_workdir_reports_and_exports(tmp_path, capsys):
             "counts": [7, 3]}]
   (tmp_path / "anchors.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
   csv_path = write_csv(tmp_path / "b.csv", "w,h\n32,32\n64,64\n96,96\n")
-  assert anchors_tool.run([f"--workdir={tmp_path}", f"--boxes={csv_path}"]) == 0
+  assert anchors_tool.run([f"--workdir={tmp_path}", f"--boxes={csv_path}", "--json"]) == 0
   out = json.loads(capsys.readouterr().out)
   assert out["step"] == 100
   assert out["anchors"] == [[32, 32], [96, 96]] and out["anchors_grid"] == [[1, 1], [3, 3]]
@@ -276,7 +282,7 @@ def test_main_workdir_reports_and_exports(tmp_path, capsys):
 
 def test_main_workdir_without_boxes_and_bad_jsonl(tmp_path, capsys):
   (tmp_path / "anchors.jsonl").write_text(json.dumps({"step": 5, "anchors": [[2, 1]]}) + "\n\n")
-  assert anchors_tool.run([f"--workdir={tmp_path}"]) == 0
+  assert anchors_tool.run([f"--workdir={tmp_path}", "--json"]) == 0
   out = json.loads(capsys.readouterr().out)
   assert out["anchors"] == [[64, 32]] and out["mean_best_iou"] is None and out["usage"] is None
   for bad in ('{"step": 1}\n', "[1, 2]\n", '{"anchors": []}\n', '{"anchors": [[1, -1]]}\n', ""):
@@ -288,3 +294,44 @@ def test_main_workdir_without_boxes_and_bad_jsonl(tmp_path, capsys):
 def test_bundled_example_csv_is_usable():
   boxes = anchor_report.read_boxes_csv(os.path.join(REPO, "experiments", "examples", "boxes.csv"))
   assert boxes.shape == (2000, 2) and np.all(boxes > 0) and np.all(boxes <= 416)
+
+
+def test_main_prints_a_text_report_by_default(tmp_path, capsys):
+  lines = [{"step": 0, "anchors": [[5, 5]] * 2, "anchors_px": [[160, 160]] * 2, "counts": [1, 1]},
+           {"step": 100, "anchors": [[3, 3], [1, 1]], "anchors_px": [[96, 96], [32, 32]],
+            "counts": [7, 3]}]
+  (tmp_path / "anchors.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+  csv_path = write_csv(tmp_path / "b.csv", "w,h\n32,32\n64,64\n96,96\n")
+  assert anchors_tool.run([f"--workdir={tmp_path}", f"--boxes={csv_path}"]) == 0
+  # Mean best IoU (1 + 4/9 + 1) / 3 = 0.815; BPR 2/3; (64, 64) is 2x (32, 32): within 4x.
+  assert capsys.readouterr().out.splitlines() == [
+      "learned anchors at step 100 (px, sorted by area; assigned: GT boxes given to each over "
+      "the last logged interval)",
+      "  #      learned  usage  assigned",
+      "  -  -----------  -----  --------",
+      "  1  32.0 x 32.0      1         3",
+      "  2  96.0 x 96.0      2         7",
+      "",
+      "  fit on 3 boxes             learned",
+      "  -------------------------  -------",
+      "  mean best IoU                0.815",
+      "  BPR, IoU >= 0.5 (%)           66.7",
+      "  BPR, YOLOv5 ratio < 4 (%)    100.0",
+      "",
+      "darknet cfg: anchors=1.0000,1.0000, 3.0000,3.0000",
+      'config:      --config.anchors.init="1.0000,1.0000 3.0000,3.0000"',
+      f"wrote {tmp_path}/anchors_darknet.txt, {tmp_path}/anchors.yaml",
+  ]
+  assert anchors_tool.run([f"--workdir={tmp_path}", f"--boxes={csv_path}", "--json"]) == 0
+  out = json.loads(capsys.readouterr().out)
+  assert out["bpr_ratio"] == 1.0 and out["ratio_thresh"] == 4.0
+  assert out["exported"] == [f"{tmp_path}/anchors_darknet.txt", f"{tmp_path}/anchors.yaml"]
+
+
+def test_csv_fit_text_report_names_k_and_seed(tmp_path, capsys):
+  csv_path = write_csv(tmp_path / "b.csv", "w,h\n10,10\n10,10\n40,20\n0,5\n")
+  assert anchors_tool.run([f"--boxes={csv_path}", "--k=2"]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0] == "2 anchors by IoU k-means (seed 0; px, sorted by area), 1 invalid box shapes skipped"
+  assert lines[3:5] == ["  1  10.0 x 10.0      2", "  2  40.0 x 20.0      1"]
+  assert "  mean best IoU                1.000" in lines

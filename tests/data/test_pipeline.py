@@ -116,7 +116,7 @@ def test_anchors_cli_on_a_voc_folder_config(tmp_path):
   res = subprocess.run(
       [sys.executable, "-m", "anchor_jax.anchors", "--config=configs/voc_yolov2.py",
        "--config.dataset.name=voc_folder", f"--config.dataset.path={root}",
-       "--config.input.image_size=320", "--k=3"],
+       "--config.input.image_size=320", "--k=3", "--json"],
       cwd=train_util.REPO, env=train_util.subprocess_env(1), capture_output=True, text=True,
       timeout=300)
   assert res.returncode == 0, res.stderr[-2000:]

@@ -78,7 +78,7 @@ def test_missing_seed_leaves_the_verdict_open():
   assert out["robust"] is None and out["agree"] is None
 
 
-def test_cli_on_a_fake_sweep_writes_claims_md(tmp_path):
+def test_cli_on_a_fake_sweep_writes_claims_md(tmp_path, capsys):
   runs = []
   ap = {("identical", "Baseline"): "0.10,0.20", ("identical", "Opt"): "0.30,0.32",
         ("k-means", "Baseline"): "0.25,0.27", ("k-means", "Opt"): "0.31,0.31"}
@@ -89,6 +89,7 @@ def test_cli_on_a_fake_sweep_writes_claims_md(tmp_path):
                       cols=("Baseline", "Opt"))
   root = tmp_path / "out"
   assert run.run([sweep, f"--workdir_root={root}", "--seeds=2", TRAINER]) == 0
+  capsys.readouterr()   # the runner's progress lines
   assert claims.run([sweep, f"--workdir_root={root}"]) == 0
   text = (root / "claims.md").read_text()
   # identical: +20, +12 -> +16 ± 5.66; k-means: +6, +4 -> +5 ± 1.41; Opt spread 31 - 30.5.
@@ -97,6 +98,20 @@ def test_cli_on_a_fake_sweep_writes_claims_md(tmp_path):
   assert "| Opt | 31.00 | 31.00 | 0.00 |" in text
   # The fake trainer logs the same anchors for every run of a seed -> IoU 1.
   assert "| identical | k-means | 1.000 ± 0.000 |" in text
+  # The terminal gets the same tables aligned, then where claims.md is.
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[:2] == ["Claims check: Test sweep", "=" * len("Claims check: Test sweep")]
+  assert lines[-1] == f"wrote {root / 'claims.md'}"
+  assert "  Init       Opt − Baseline           95 % CI  verdict" in lines
+  assert "  identical   +16.00 ± 5.66  [-34.82, +66.82]  holds" in lines
+  assert "  Opt           31.00    31.00                0.00" in lines
+  assert claims.run([sweep, f"--workdir_root={root}", "--json"]) == 0
+  out = json.loads(capsys.readouterr().out)
+  assert out["claims_md"] == str(root / "claims.md")
+  assert out["gains"]["identical"]["diffs"] == pytest.approx([20.0, 12.0])
+  assert out["gains"]["identical"]["holds"] is True
+  assert out["spreads"]["Opt"]["spread"] == pytest.approx(0.0)
+  assert out["pairs"]["identical / k-means"] == pytest.approx([1.0, 1.0])
 
 
 def test_cli_rejects_a_sweep_that_is_not_table1(tmp_path, capsys):

@@ -40,7 +40,7 @@ def _run_main(tmp_path, capsys, gt, dets, metric):
   (tmp_path / "gt.json").write_text(json.dumps(gt))
   (tmp_path / "dets.json").write_text(json.dumps(dets))
   code = evaluate.run([f'--gt={tmp_path / "gt.json"}', f'--dets={tmp_path / "dets.json"}',
-                        f"--metric={metric}"])
+                        f"--metric={metric}", "--json"])
   captured = capsys.readouterr()
   if code == 0:
     return code, json.loads(captured.out), captured.err
@@ -193,7 +193,7 @@ def test_pixel_convention_flag(tmp_path, capsys):
   results = {}
   for convention in ("auto", "voc", "continuous"):
     assert evaluate.run([f"--gt={tmp_path / 'gt.json'}", f"--dets={tmp_path / 'dets.json'}",
-                         "--metric=voc12", f"--pixel_convention={convention}"]) == 0
+                         "--metric=voc12", f"--pixel_convention={convention}", "--json"]) == 0
     results[convention] = json.loads(capsys.readouterr().out)["AP50"]
   assert results == {"auto": 1.0, "voc": 1.0, "continuous": 0.0}
 
@@ -243,7 +243,7 @@ def test_module_entry_point_exit_codes(tmp_path):
   def run(dets):
     return subprocess.run(
         [sys.executable, "-m", "anchor_jax.evaluate", f'--gt={tmp_path / "gt.json"}',
-         f"--dets={tmp_path / dets}", "--metric=voc07"],
+         f"--dets={tmp_path / dets}", "--metric=voc07", "--json"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
 
   ok = run("ok.json")
@@ -262,3 +262,32 @@ def test_unhashable_or_non_list_input_exits_2(tmp_path, capsys):
   assert code == 2 and "JSON list" in err
   code, _, err = _run_main(tmp_path, capsys, {"images": []}, DETS, "voc07")
   assert code == 2 and "not COCO format" in err
+
+
+def test_text_report_by_default(tmp_path, capsys):
+  (tmp_path / "gt.json").write_text(json.dumps(GT))
+  (tmp_path / "dets.json").write_text(json.dumps(DETS))
+  args = [f'--gt={tmp_path / "gt.json"}', f'--dets={tmp_path / "dets.json"}']
+  assert evaluate.run(args + ["--metric=voc07"]) == 0
+  # 6/11 = 54.55 %; with the classes merged the curve is the same (the dog GT is difficult
+  # and no detection touches it); dog has no positive GT.
+  assert capsys.readouterr().out.splitlines() == [
+      "AP (voc07): 3 images, 5 GT boxes, 6 detections",   # the difficult one counted
+      "  AP50 (%)                 54.55",
+      "  class-agnostic AP50 (%)  54.55",
+      "",
+      "  class  AP50 (%)",
+      "  -----  --------",
+      "  dog           -",     # classes in category-id order
+      "  cat       54.55",
+  ]
+  assert evaluate.run(args + ["--metric=coco"]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  # (26 + 25 x 2/3 + 25 x 1/2) / 101 = 54.62 % at every IoU threshold (test_coco_numbers).
+  assert lines[1:5] == ["  AP (%)                   54.62", "  AP50 (%)                 54.62",
+                        "  class-agnostic AP50 (%)  54.62", "  AP75 (%)                 54.62"]
+  assert lines[-4:] == ["  class  AP (%)  AP50 (%)", "  -----  ------  --------",
+                        "  dog         -         -", "  cat     54.62     54.62"]
+  assert evaluate.run(args + ["--metric=voc07", "--json"]) == 0
+  out = json.loads(capsys.readouterr().out)
+  assert {"AP50", "AP50_agnostic", "per_class", "num_dropped", "num_dropped_gt"} <= set(out)

@@ -1,6 +1,7 @@
 """End-to-end training runs of the tiny config: workdir files and CLI overrides,
 kill-and-resume, SIGTERM, two processes == one process, and overfitting."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -61,6 +62,24 @@ def test_workdir_files_and_cli_overrides(tmp_path):
   assert evals[-1]["step"] == 3 and 0 <= evals[-1]["AP50"] <= 1 and "per_class" in evals[-1]
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
   assert "learned anchors (px)" in res.stdout and "AP50" in res.stdout
+  # The run summary after the parsed lines: the same anchors per slot, AP50 in percent.
+  out = res.stdout.splitlines()
+  legacy = {line.split(": ")[0]: re.findall(r"\(([\d.]+), ([\d.]+)\)", line) for line in out
+            if line.startswith(("initial anchors (px)", "learned anchors (px)"))}
+  start = out.index("  ------  -------------  --  -------------") + 1
+  rows = [line.split() for line in out[start:start + 5]]
+  assert [[r[1], r[3]] for r in rows] == [list(p) for p in legacy["initial anchors (px)"]]
+  assert [[r[5], r[7]] for r in rows] == [list(p) for p in legacy["learned anchors (px)"]]
+  assert rows[0][1:4] == ["96.0", "x", "96.0"]    # uniform, sorted by area
+  assert "  steps      3 of 3 (3 this run)" in out
+  wall, loop = map(float, re.search(r"wall time  ([\d.]+) s \(training loop ([\d.]+) s",
+                                     res.stdout).groups())
+  assert 0 < loop <= wall
+  rate = re.search(r"images/s   ([\d.]+) over the loop, ([\d.]+) median", res.stdout)
+  assert float(rate.group(1)) == pytest.approx(3 * 8 / loop, abs=0.1)   # 3 steps of 8, 1 decimal
+  assert f'  AP50 at step 3 (%)       {100 * evals[-1]["AP50"]:.2f}' in out
+  assert f'  class-agnostic AP50 (%)  {100 * evals[-1]["AP50_agnostic"]:.2f}' in out
+  assert f"  checkpoint    {workdir}/checkpoints/3" in out
 
 
 def test_bad_override_fails_fast_with_message(tmp_path):
