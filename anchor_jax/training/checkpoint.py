@@ -110,7 +110,10 @@ class Checkpointer:
                                           jax.tree.leaves(abstract))
              if np.shape(got) != np.shape(want)]
     if wrong:
-      raise ValueError("arrays do not fit the model: " + "; ".join(wrong[:5]))
+      raise CheckpointError(
+          f"checkpoint {step} in {self.directory} does not fit this model (another config "
+          f"made it): " + "; ".join(wrong[:5]) + ". Use a new --workdir, or the config "
+          "that wrote it.")
     _check_sum(restored.state, meta)
     return restored.state, meta
 

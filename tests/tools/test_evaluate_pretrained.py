@@ -38,7 +38,7 @@ def test_darknet_detector_is_scored_as_the_evaluator_scores_it(tmp_path, capsys,
   export = str(tmp_path / "dets.json")
   code, out, err = _run(capsys, f"--config.model.init_from={weights_file}",
                         "--config.model.init_parts=all", "--config.model.reorg=darknet",
-                        f"--export={export}")
+                        f"--export={export}", "--json")
   assert code == 0, err
   result = json.loads(out)
 
