@@ -30,7 +30,7 @@ from anchor_jax.model import darknet_weights, yolov2
 # Values of train.optimizer (training/optim.py builds them; kept here, below training in
 # the import order, so that validation reads the one list).
 OPTIMIZERS = ("sgd", "adamw")
-LR_SHAPES = ("piecewise", "cosine")   # train.lr_shape (training/optim.py)
+LR_SHAPES = ("piecewise", "step", "cosine")   # train.lr_shape (training/optim.py)
 
 CHOICES = {
     "dataset.name": pipeline.DATASETS,
@@ -128,6 +128,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
   except (TypeError, ValueError):
     errors.append(f"--config.train.lr_schedule={config.train.lr_schedule!r}: must be "
                   "((0, lr0), (step1, lr1), ...) with increasing steps starting at 0")
+  decay_at = config.train.lr_decay_at
+  try:
+    fractions = [float(f) for f in decay_at]
+    if any(not 0 < f < 1 for f in fractions) or fractions != sorted(fractions):
+      raise ValueError
+  except (TypeError, ValueError):
+    errors.append(f"--config.train.lr_decay_at={decay_at!r}: must be increasing fractions of "
+                  "train.steps in (0, 1), e.g. '(0.75, 0.95)'")
+  if not 0 < config.train.lr_decay_factor <= 1:
+    errors.append(f"--config.train.lr_decay_factor={config.train.lr_decay_factor!r}: must be "
+                  "in (0, 1]")
   if config.train.lr_shape == "cosine" and not config.train.warmup_steps < config.train.steps:
     errors.append(f"--config.train.warmup_steps={config.train.warmup_steps!r}: must be < "
                   f"train.steps={config.train.steps}")

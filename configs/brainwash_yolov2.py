@@ -14,6 +14,14 @@ backbone only (``model.init_parts=backbone`` here; darknet publishes no Brainwas
   python -m anchor_jax.main --config=configs/brainwash_yolov2.py --workdir=runs/bw_opt \
       --config.dataset.path=/data/tfds --config.model.init_from=darknet19_448.conv.23
 
+Variant ``:runlocal`` is the same data, anchors and method made small for a laptop
+(``anchor_jax.defaults.runlocal``: the from-scratch CPU recipe on tiny YOLOv2 at 320 px,
+2000 steps, the first 500 test images): a check that everything runs on your data, not a
+reproduction of the paper:
+
+  python -m anchor_jax.main --config=configs/brainwash_yolov2.py:runlocal \
+      --workdir=runs/brainwash_local --config.dataset.path=/data/tfds
+
 Each choice and the paper's sentence behind it (§4.2.3):
 * "We train the detection model for 10,000 steps, with learning rate schedule
   (0∼100,1e-4), (100∼5,000,1e-3), (5,000∼9,000,1e-4), (9,000∼10,000, 1e-5)" (no
@@ -33,7 +41,10 @@ from anchor_jax import defaults
 PAPER_BRAINWASH_LR = ((0, 1e-4), (100, 1e-3), (5000, 1e-4), (9000, 1e-5))
 
 
-def get_config():
+def get_config(arg: str = "paper"):
+  """``paper``: the paper's recipe; ``runlocal``: a laptop check (see the docstring)."""
+  if arg not in ("paper", "runlocal"):
+    raise ValueError(f"Unknown variant {arg!r} of configs/brainwash_yolov2.py: paper | runlocal.")
   config = defaults.base_config()
   config.dataset.name = "brainwash"
   config.dataset.num_classes = 1
@@ -53,4 +64,6 @@ def get_config():
   config.train.burn_in_steps = 0
   config.eval.metric = "brainwash"
   config.eval.every_steps = 2000
+  if arg == "runlocal":
+    defaults.runlocal(config)
   return config

@@ -26,6 +26,13 @@ not a held-out number):
       --config.model.init_parts=all --config.model.reorg=darknet \
       --config.input.eval_image_size=608
 
+Variant ``:runlocal`` checks on a laptop that everything runs on COCO (it reproduces
+nothing): ``anchor_jax.defaults.runlocal`` keeps the data, anchors and method and takes the
+from-scratch CPU recipe, tiny YOLOv2, 320 px, 2000 steps and the first 500 val images:
+
+  python -m anchor_jax.main --config=configs/coco_yolov2.py:runlocal \
+      --workdir=runs/coco_local --config.dataset.path=/data/tfds
+
 Each choice and the paper's sentence behind it (§4.2.2):
 * "We use similar training configurations as the VOC experiments. Mini-batch size is 64
   [...]. Momentum of SGD is set to 0.9";
@@ -42,7 +49,10 @@ from anchor_jax import defaults
 PAPER_COCO_LR = ((0, 1e-4), (1000, 1e-3), (80000, 1e-4), (90000, 1e-5))
 
 
-def get_config():
+def get_config(arg: str = "paper"):
+  """``paper``: the paper's recipe; ``runlocal``: a laptop check (see the docstring)."""
+  if arg not in ("paper", "runlocal"):
+    raise ValueError(f"Unknown variant {arg!r} of configs/coco_yolov2.py: paper | runlocal.")
   config = defaults.base_config()
   config.dataset.name = "coco"           # TFDS coco/2017
   config.dataset.num_classes = 80
@@ -60,4 +70,6 @@ def get_config():
   config.eval.metric = "coco"
   config.eval.max_dets = 100
   config.eval.every_steps = 10000
+  if arg == "runlocal":
+    defaults.runlocal(config)
   return config

@@ -31,6 +31,14 @@ publishes 76.8 mAP for it at 416 px (not verified here):
       --config.dataset.path=/data/tfds --config.model.init_from=yolov2-voc.weights \
       --config.model.init_parts=all --config.model.reorg=darknet
 
+Variant ``:runlocal`` is the same data, anchors and method made small for a laptop
+(``anchor_jax.defaults.runlocal``: the from-scratch CPU recipe on tiny YOLOv2 at 320 px,
+2000 steps, the first 500 test images): a check that everything runs on your data, not a
+reproduction of the paper:
+
+  python -m anchor_jax.main --config=configs/voc_yolov2.py:runlocal --workdir=runs/voc_local \
+      --config.dataset.path=/data/tfds
+
 Each choice and the paper's sentence behind it (§4.2.1):
 * schedule, no burn-in: "The learning rate is set to step-wise schedule: (0∼100,1e-4),
   (100∼15000,1e-3), (15000∼27000,1e-4), (27000∼30000, 1e-5)" -- the first 100 steps at
@@ -48,14 +56,18 @@ from anchor_jax import defaults
 
 
 def get_config(arg: str = "416"):
+  """``416`` | ``544``: the paper's recipe at that size; ``runlocal``: a laptop check."""
+  if arg not in ("416", "544", "runlocal"):
+    raise ValueError(f"Unknown variant {arg!r} of configs/voc_yolov2.py: 416 | 544 | runlocal.")
   config = defaults.base_config()
   config.dataset.name = "voc"            # TFDS voc/2007 + voc/2012
   config.dataset.num_classes = 20
   config.dataset.max_boxes = 50
   config.model.name = "darknet19"
   config.model.init_parts = "backbone"   # --config.model.init_from=darknet19_448.conv.23
-  config.input.image_size = int(arg)     # 416 or 544, the test size
-  config.input.eval_image_size = int(arg)
+  size = 416 if arg == "runlocal" else int(arg)
+  config.input.image_size = size         # 416 or 544, the test size
+  config.input.eval_image_size = size
   config.input.multiscale_sizes = ()
   config.anchors.init = "voc"
   config.train.steps = 30000
@@ -64,4 +76,6 @@ def get_config(arg: str = "416"):
   config.train.burn_in_steps = 0
   config.eval.metric = "voc07"
   config.eval.every_steps = 5000
+  if arg == "runlocal":
+    defaults.runlocal(config)
   return config

@@ -7,8 +7,10 @@ import pytest
 from anchor_jax import config_lib
 from tests import REPO
 
+PAPER = ("voc_yolov2.py", "voc_yolov2.py:544", "coco_yolov2.py", "brainwash_yolov2.py")
+RUNLOCAL = ("voc_yolov2.py:runlocal", "coco_yolov2.py:runlocal", "brainwash_yolov2.py:runlocal")
 VARIANTS = ("synthetic.py", "synthetic.py:tiny", "synthetic.py:study", "synthetic.py:full",
-            "voc_yolov2.py", "voc_yolov2.py:544", "coco_yolov2.py", "brainwash_yolov2.py")
+            *PAPER, *RUNLOCAL)
 
 
 def _load(spec):
@@ -42,3 +44,40 @@ def test_brainwash_trains_on_native_320_crops_and_tests_at_640():
   assert c.loss.class_scale == 0.0 and c.train.steps == 10000 and c.train.burn_in_steps == 0
   assert tuple(map(tuple, c.train.lr_schedule)) == (
       (0, 1e-4), (100, 1e-3), (5000, 1e-4), (9000, 1e-5))
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("lr_decay_at", (0.95, 0.75), "lr_decay_at=(0.95, 0.75): must be increasing fractions"),
+    ("lr_decay_at", (0.5, 1.0), "lr_decay_at=(0.5, 1.0): must be increasing fractions"),
+    ("lr_decay_factor", 0.0, "lr_decay_factor=0.0: must be in (0, 1]"),
+    ("lr_shape", "linear", "lr_shape='linear': choose one of ('piecewise', 'step', 'cosine')"),
+])
+def test_bad_lr_keys_are_named(key, value, message):
+  c = _load("synthetic.py")
+  c.train[key] = value
+  with pytest.raises(config_lib.ConfigError) as info:
+    config_lib.validate(c)
+  assert message in str(info.value)
+
+
+@pytest.mark.parametrize("spec", RUNLOCAL)
+def test_runlocal_keeps_the_data_anchors_method_and_metric_at_laptop_size(spec):
+  """runlocal = the paper config's dataset, anchors, warm-ups and metric; the CPU recipe's
+  model, lr and length; the test size scaled with the train size; 500 test images."""
+  paper, local = _load(spec.split(":")[0]), _load(spec)
+  for key in ("dataset.name", "dataset.num_classes", "dataset.max_boxes", "anchors.init",
+              "anchors.num", "anchors.temperature", "anchors.cluster_weight",
+              "anchors.bn_no_shift", "eval.metric", "loss.class_scale", "augment.jitter"):
+    section, name = key.split(".")
+    assert local[section][name] == paper[section][name], key
+  assert (local.model.name, local.model.width, local.train.batch_size) == ("tiny_s2d", 0.5, 16)
+  assert (local.train.lr_shape, local.train.peak_lr, local.train.steps) == ("step", 1e-2, 2000)
+  assert local.input.image_size == 320 and local.dataset.eval_examples == 500
+  scale = 320 / paper.input.image_size
+  assert local.input.eval_image_size == round(paper.input.eval_image_size * scale / 32) * 32
+  assert local.augment.crop_px == paper.augment.crop_px * scale
+  # Shares of the run follow train.steps, also when overridden.
+  assert local.anchors.soft_assign_steps == 500 and local.eval.every_steps == 1000
+  longer = config_lib.load(os.path.join(REPO, "configs", spec), ["--config.train.steps=4000"])
+  assert (longer.anchors.soft_assign_steps, longer.anchors.cluster_steps,
+          longer.train.checkpoint_every) == (1000, 1000, 2000)

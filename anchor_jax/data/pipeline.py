@@ -51,23 +51,33 @@ def build_dataset(config, split: str):
                       else (d.train_examples or None)))
   augment_config = augment_lib.AugmentConfig.from_config(config.augment) \
       if split == "train" else None
+  limit = d.train_examples if split == "train" else d.eval_examples
   common = dict(path=d.path, max_boxes=d.max_boxes, augment_config=augment_config)
   if name == "voc_folder":
     class_names = list(d.class_names) or None
     if split == "eval" and class_names is None:  # number classes as the train split does
       class_names = voc_folder.VocFolderDataset(
           split=d.train_split, **{**common, "augment_config": None}).class_names
-    return voc_folder.VocFolderDataset(
+    return _first(voc_folder.VocFolderDataset(
         split=d.train_split if split == "train" else d.eval_split, class_names=class_names,
-        **common)
+        **common), limit)
   if name == "coco_json":
-    return coco_json.CocoJsonDataset(split=d.train_split if split == "train" else d.eval_split,
-                                     image_dir=d.image_dir or None, **common)
+    return _first(coco_json.CocoJsonDataset(
+        split=d.train_split if split == "train" else d.eval_split,
+        image_dir=d.image_dir or None, **common), limit)
   if name in ("voc", "coco", "brainwash"):
     cls = {"voc": tfds_datasets.VocDataset, "coco": tfds_datasets.CocoDataset,
            "brainwash": tfds_datasets.BrainwashDataset}[name]
-    return cls(split=split, **common)
+    return _first(cls(split=split, **common), limit)
   raise ValueError(f"Unknown dataset.name={name!r}; choose one of {DATASETS}.")
+
+
+def _first(dataset, limit: int):
+  """``dataset`` cut to its first ``limit`` examples (0: all): the ``runlocal`` configs'
+  quick look at a real dataset."""
+  if limit:
+    dataset.num_examples = min(dataset.num_examples, int(limit))
+  return dataset
 
 
 def train_box_shapes(dataset, config, num_images: int | None = None) -> np.ndarray:

@@ -1,8 +1,10 @@
 """Optimiser and schedules: SGD as darknet trains YOLOv2 (or AdamW), plus the anchors' own rules.
 
 * Learning rate (``train.lr_shape``): ``piecewise``, the paper's piecewise-constant
-  schedule, or ``cosine``, a linear warm-up to a peak then a cosine decay to a fraction of
-  the peak; either times darknet's burn-in factor ``min(1, (step / burn_in) ** power)``.
+  schedule in absolute steps; ``step``, a peak lr cut by a factor at given fractions of
+  the run (the same shape, scaling with ``train.steps``); or ``cosine``, a linear warm-up
+  to a peak then a cosine decay to a fraction of the peak; each times darknet's burn-in
+  factor ``min(1, (step / burn_in) ** power)``.
 * ``train.optimizer``: ``sgd`` (darknet: SGD + momentum, L2 weight decay added to
   the gradient) or ``adamw`` (``optax.adamw``: Adam with decoupled weight decay,
   ``lr * weight_decay * param``).
@@ -48,6 +50,22 @@ def lr_schedule(lrs: Sequence[Sequence[float]], *, burn_in_steps: int = 0,
       return base
     return base * jnp.minimum(1.0, (step / burn_in_steps) ** burn_in_power)
   return schedule
+
+
+def step_lr_schedule(peak_lr: float, total_steps: int, decay_at: Sequence[float], *,
+                     decay_factor: float = 0.1, burn_in_steps: int = 0,
+                     burn_in_power: float = 4.0) -> optax.Schedule:
+  """``peak_lr`` times ``decay_factor`` once for each fraction of ``decay_at`` the run has
+  passed, e.g. (0.75, 0.95) over 1200 steps: 1e-2 until step 900, 1e-3 until 1140, 1e-4
+  after (darknet's ``steps`` policy with its steps given as fractions of the run), times the
+  burn-in factor."""
+  fractions = [float(f) for f in decay_at]
+  if any(not 0 < f < 1 for f in fractions) or fractions != sorted(fractions):
+    raise ValueError(f"train.lr_decay_at={tuple(decay_at)} must be increasing fractions of "
+                     "the run in (0, 1).")
+  lrs = [(0, peak_lr)] + [(int(round(f * total_steps)), peak_lr * decay_factor ** (i + 1))
+                          for i, f in enumerate(fractions)]
+  return lr_schedule(lrs, burn_in_steps=burn_in_steps, burn_in_power=burn_in_power)
 
 
 def cosine_lr_schedule(peak_lr: float, total_steps: int, *, warmup_steps: int = 0,

@@ -100,6 +100,29 @@ def test_multiscale_sizes_in_the_stream(tmp_path):
   assert sizes == [128] * 3 + [96] * 3 + [128] * 3 + [96] * 3
 
 
+def test_examples_limits_cut_a_real_split_to_its_first_images(tmp_path):
+  """dataset.train_examples / eval_examples keep the first N images of a real split (the
+  runlocal configs); 0 keeps all, and a limit above the split's size changes nothing."""
+  root = str(tmp_path / "voc")
+  _voc_fixture(root)
+  base = {"dataset.name": "voc_folder", "dataset.path": root, "dataset.max_boxes": 6,
+          "dataset.eval_split": "trainval"}
+  full = input_pipeline.build_dataset(train_util.tiny_config(**base), "eval")
+  cut = input_pipeline.build_dataset(
+      train_util.tiny_config(**base, **{"dataset.eval_examples": 5}), "eval")
+  assert (len(full), len(cut)) == (8, 5)
+  assert [cut.image_name(i) for i in range(5)] == [full.image_name(i) for i in range(5)]
+  for i in range(5):
+    np.testing.assert_array_equal(cut.ground_truth(i)[0], full.ground_truth(i)[0])
+  with pytest.raises(IndexError):
+    cut.batch([5], image_size=64)
+  train = input_pipeline.build_dataset(
+      train_util.tiny_config(**base, **{"dataset.train_examples": 7}), "train")
+  big = input_pipeline.build_dataset(
+      train_util.tiny_config(**base, **{"dataset.train_examples": 100}), "train")
+  assert (len(train), len(big)) == (7, 8)
+
+
 def test_missing_folder_is_a_clear_error(tmp_path):
   config = train_util.tiny_config(**{"dataset.name": "voc_folder",
                                      "dataset.path": str(tmp_path / "nowhere")})

@@ -113,6 +113,24 @@ def test_cosine_schedule_by_hand():
     optim.cosine_lr_schedule(1e-2, 100, warmup_steps=100)
 
 
+def test_step_schedule_by_hand():
+  """Drops at 75 % and 95 % of 1200 steps: 1e-2 before 900, 1e-3 in [900, 1140), 1e-4 after;
+  the same fractions over 3000 steps move the drops to 2250 and 2850."""
+  s = optim.step_lr_schedule(1e-2, 1200, (0.75, 0.95), decay_factor=0.1)
+  for step, want in ((0, 1e-2), (899, 1e-2), (900, 1e-3), (1139, 1e-3), (1140, 1e-4),
+                     (5000, 1e-4)):
+    np.testing.assert_allclose(float(s(step)), want, rtol=1e-6, err_msg=step)
+  long = optim.step_lr_schedule(1e-2, 3000, (0.75, 0.95), decay_factor=0.5)
+  for step, want in ((2249, 1e-2), (2250, 5e-3), (2849, 5e-3), (2850, 2.5e-3)):
+    np.testing.assert_allclose(float(long(step)), want, rtol=1e-6, err_msg=step)
+  burned = optim.step_lr_schedule(1e-2, 1200, (0.75,), burn_in_steps=200, burn_in_power=2)
+  np.testing.assert_allclose(float(burned(100)), 1e-2 * 0.25, rtol=1e-6)
+  np.testing.assert_allclose(float(optim.step_lr_schedule(1e-2, 100, ())(99)), 1e-2)
+  for bad in ((0.95, 0.75), (0.0, 0.5), (0.5, 1.0)):
+    with pytest.raises(ValueError, match="lr_decay_at"):
+      optim.step_lr_schedule(1e-2, 100, bad)
+
+
 @pytest.mark.parametrize("optimize", [True, False])
 def test_adamw_groups_first_step(optimize):
   """First Adam step moves every entry by lr * g / (|g| + eps') = ~lr * sign(g); kernels
