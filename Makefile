@@ -32,23 +32,32 @@ test-fast: $(STAMP)
 inspect: $(STAMP)
 	$(VENV)/bin/python -m anchor_jax.inspect --workdir=$(WORKDIR)
 
-## The CPU-scale study of experiments/RESULTS.md (~2 h on 2 cores): Table 1 on the synthetic
-## `mixed` preset, Table 6 on `mixed`, an anchor-lr check, Table 1 on `wide`, a no-soft-warm-up
-## check, 3 seeds each, and the check of the paper's claims. Re-running skips finished runs and resumes the rest.
+## The CPU-scale study of experiments/RESULTS.md (~3 h on 2 cores, two runs at a time):
+## Table 1 on the synthetic presets mixed, tiny and wide; Table 6 on mixed and tiny;
+## Figure 4 and the T0 x lambda0 grid on mixed; SEEDS seeds each; the paper's claims per
+## preset; the recipe's targets. One folder per preset: sweeps on one preset share runs
+## (same name = same run). Re-running skips finished runs and resumes the rest.
 STUDY ?= runs/study
+SEEDS ?= 5
+PARALLEL ?= 2
 RUN := $(VENV)/bin/python -m experiments.run
 CLAIMS := $(VENV)/bin/python -m experiments.claims
+SWEEPS := experiments/sweeps
 study: $(STAMP)
-	$(RUN) experiments/sweeps/table1.py:cpu --workdir_root=$(STUDY)/t1_mixed --seeds 3 --parallel 2
-	$(CLAIMS) experiments/sweeps/table1.py:cpu --workdir_root=$(STUDY)/t1_mixed --seeds 3
-	$(RUN) experiments/sweeps/table6.py:cpu_mixed --workdir_root=$(STUDY)/t6_mixed --seeds 3 --parallel 2
-	$(RUN) experiments/sweeps/table1.py:cpu --workdir_root=$(STUDY)/t1_mixed_lr1 --seeds 3 --parallel 2 \
-	    --only kmeans_opt --override=--config.anchors.lr_mult=1
-	$(CLAIMS) experiments/sweeps/table1.py:cpu --workdir_root=$(STUDY)/t1_mixed_lr1 --seeds 3
-	$(RUN) experiments/sweeps/table1.py:cpu_wide --workdir_root=$(STUDY)/t1_wide --seeds 3 --parallel 2
-	$(CLAIMS) experiments/sweeps/table1.py:cpu_wide --workdir_root=$(STUDY)/t1_wide --seeds 3
-	$(RUN) experiments/sweeps/table1.py:cpu_wide --workdir_root=$(STUDY)/t1_wide_nosoft --seeds 3 --parallel 2 \
-	    --only kmeans_opt --override=--config.anchors.temperature=0
+	for p in mixed tiny wide; do \
+	  $(RUN) $(SWEEPS)/table1.py:cpu_$$p --workdir_root=$(STUDY)/$$p --seeds=$(SEEDS) \
+	      --parallel=$(PARALLEL) --pin || exit 1; done
+	for p in mixed tiny; do \
+	  $(RUN) $(SWEEPS)/table6.py:cpu_$$p --workdir_root=$(STUDY)/$$p --seeds=$(SEEDS) \
+	      --parallel=$(PARALLEL) --pin || exit 1; done
+	$(RUN) $(SWEEPS)/fig4.py:cpu_mixed --workdir_root=$(STUDY)/mixed --seeds=$(SEEDS) \
+	    --parallel=$(PARALLEL) --pin
+	$(RUN) $(SWEEPS)/warmup_grid.py:cpu_mixed --workdir_root=$(STUDY)/mixed --seeds=$(SEEDS) \
+	    --parallel=$(PARALLEL) --pin
+	for p in mixed tiny wide; do \
+	  $(CLAIMS) $(SWEEPS)/table1.py:cpu_$$p --workdir_root=$(STUDY)/$$p --seeds=$(SEEDS) \
+	      || exit 1; done
+	$(VENV)/bin/python experiments/benchmarks/check_targets.py --study_root=$(STUDY)
 
 bench: $(STAMP)
 	$(VENV)/bin/python experiments/benchmarks/bench_loss.py

@@ -6,6 +6,11 @@ stderr appended to ``<workdir>/train.log``. A finished job (``DONE``) is skipped
 unfinished one is simply launched again (the trainer resumes from its checkpoints).
 On Ctrl-C or SIGTERM the runner sends SIGTERM to every running trainer (which saves a
 checkpoint and exits), waits ``grace_s``, then kills what is left.
+
+With ``pin=True`` the runner's CPUs are split into ``parallel`` disjoint slices and each
+trainer runs on a free slice (``sched_setaffinity``): small CPU models scale poorly over
+cores inside one process, so N pinned runs side by side finish more runs per hour than N
+runs competing for all cores (experiments/RECIPE.md, "The study's budget").
 """
 from __future__ import annotations
 
@@ -27,12 +32,14 @@ class Launcher:
 
   def __init__(self, trainer: list[str], *, root: str, parallel: int = 1, env=None,
                grace_s: float = 120.0, poll_s: float = 0.2, log_lines: int = 30,
-               echo=print):
+               echo=print, pin: bool = False):
     self.trainer, self.root, self.parallel = list(trainer), root, max(1, parallel)
     self.env, self.grace_s, self.poll_s = env, grace_s, poll_s
     self.log_lines, self.echo = log_lines, echo
     self.counts = collections.Counter()
     self.running, self.total = {}, 0
+    self.slices = cpu_slices(sorted(os.sched_getaffinity(0)), self.parallel) if pin else None
+    self.slice_of = {}   # running index -> the number of its CPU slice
 
   def command(self, job) -> list[str]:
     return [*self.trainer, *job.trainer_args()]
@@ -89,20 +96,25 @@ class Launcher:
       self.echo(f"  note: the last attempt ran another command ({before[-1]['command']}); "
                 "the trainer refuses a checkpoint of a different model shape")
     start = time.monotonic()
+    cpus = self._take_slice(index)
     try:
       proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                               start_new_session=True)
     except OSError as e:   # trainer not found / not executable
+      self.slice_of.pop(index, None)
       log.write(f"cannot start the trainer: {e}\n")
       log.close()
       self._record(job, cmd, start, rc=127, interrupted=False, reason=f"cannot start: {e}")
       return
+    if cpus is not None:
+      _pin(proc, cpus)
     self.running[index] = (job, proc, log, start)
 
   def _finish(self, index, job, proc, log, start, *, interrupted):
     """Marks the job DONE when the trainer exited 0 after its final eval; otherwise
     records the attempt as interrupted (by us) or failed."""
     log.close()
+    self.slice_of.pop(index, None)
     rc, cmd = proc.returncode, proc.args
     final = wd.final_eval(job.workdir) if rc == 0 else None
     if final is not None:
@@ -119,6 +131,15 @@ class Launcher:
       reason = (f"exit code {rc}" if rc != 0 else
                 "exit code 0 but no eval.jsonl line at the final step")
       self._record(job, cmd, start, rc=rc, interrupted=False, reason=reason)
+
+  def _take_slice(self, index):
+    """A CPU slice no running trainer holds (None when not pinning)."""
+    if self.slices is None:
+      return None
+    held = set(self.slice_of.values())
+    free = next(k for k in range(len(self.slices)) if k not in held)
+    self.slice_of[index] = free
+    return self.slices[free]
 
   def _record(self, job, cmd, start, *, rc, interrupted, reason=None) -> float:
     """Appends the attempt to the workdir (and a failure to DIR/failures.jsonl)."""
@@ -160,6 +181,26 @@ class Launcher:
     for index, (job, proc, log, start) in sorted(running.items()):
       self._finish(index, job, proc, log, start, interrupted=True)
     running.clear()
+
+
+def cpu_slices(cpus: list[int], parallel: int) -> list[list[int]]:
+  """``cpus`` split into ``parallel`` disjoint, near-equal, contiguous slices; with fewer
+  CPUs than slices, slices share CPUs round-robin (each gets one)."""
+  if len(cpus) < parallel:
+    return [[cpus[i % len(cpus)]] for i in range(parallel)]
+  bounds = [round(i * len(cpus) / parallel) for i in range(parallel + 1)]
+  return [cpus[bounds[i]:bounds[i + 1]] for i in range(parallel)]
+
+
+def _pin(proc, cpus) -> None:
+  """Restricts the just-started trainer to ``cpus``. Set from here rather than in a
+  ``preexec_fn`` (which would make Popen fork a multithreaded JAX process): Popen returns
+  once the child has exec'd, before the new interpreter starts any thread, and the threads
+  it starts later inherit the mask."""
+  try:
+    os.sched_setaffinity(proc.pid, cpus)
+  except ProcessLookupError:   # it already exited; _finish records how
+    pass
 
 
 def _signal_group(proc, sig) -> None:

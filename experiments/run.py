@@ -39,6 +39,9 @@ def define_flags(fv: flags.FlagValues, argv) -> None:
   flags.DEFINE_integer("seeds", 1, "Seeds 0..K-1 of every run.", lower_bound=1, flag_values=fv)
   flags.DEFINE_integer("parallel", 1, "Trainers running at once.", lower_bound=1,
                        flag_values=fv)
+  flags.DEFINE_bool("pin", False, "Pin each trainer to its own slice of the CPUs (one "
+                    "core each at --parallel=2 on 2 cores: more runs per hour).",
+                    flag_values=fv)
   flags.DEFINE_string("only", "", "Only runs whose name contains this.", flag_values=fv)
   flags.DEFINE_bool("dry_run", False, "Print the plan, launch nothing.", flag_values=fv)
   flags.DEFINE_bool("table_only", False, "Rebuild results.csv/md from the workdirs, launch "
@@ -91,7 +94,8 @@ def main(fv: flags.FlagValues, args) -> int:
     raise sweep_lib.SweepError(f"no run of {spec} matches --only={fv.only!r}")
   trainer = shlex.split(fv.trainer) if fv.trainer else list(DEFAULT_TRAINER)
   runner = launcher.Launcher(trainer, root=root, parallel=fv.parallel,
-                             env=trainer_env(root, fv.jax_cache), grace_s=fv.grace_s)
+                             env=trainer_env(root, fv.jax_cache), grace_s=fv.grace_s,
+                             pin=fv.pin)
   if fv.dry_run:
     for job in jobs:
       print(launcher.describe(job, runner.command(job)))

@@ -14,7 +14,8 @@ Writes what the runner reads, deterministically from the overrides: ``config.jso
   fake.kill_at=K    on the first launch only, SIGKILL itself once step K is saved
   fake.sleep=S      seconds per step (to interrupt it)
 
-It resumes from ``ckpt.json``; each launch appends ``start=<step>`` to ``launches.txt``.
+It resumes from ``ckpt.json``; each launch appends ``start=<step>`` to ``launches.txt`` and
+the CPUs it may run on to ``cpus.txt``.
 SIGTERM saves and exits 0 without the final eval, like the real trainer.
 """
 import json
@@ -70,6 +71,8 @@ def main(argv):
   first_launch = not os.path.exists(os.path.join(workdir, "launches.txt"))
   with open(os.path.join(workdir, "launches.txt"), "a") as f:
     f.write(f"start={start}\n")
+  with open(os.path.join(workdir, "cpus.txt"), "a") as f:
+    f.write(",".join(map(str, sorted(os.sched_getaffinity(0)))) + "\n")
   print(f"fake trainer: seed {seed}, steps {start}..{steps}", flush=True)
   stop = []
   signal.signal(signal.SIGTERM, lambda *_: stop.append(True))

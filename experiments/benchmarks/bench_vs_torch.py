@@ -23,15 +23,13 @@ import sys
 import time
 
 import jax
-import numpy as np
 from absl import app, flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)  # run as a script from anywhere: the repository's packages
 from anchor_jax import config_lib  # noqa: E402
-from anchor_jax.data import pipeline  # noqa: E402
 from anchor_jax.model import yolov2  # noqa: E402
-from anchor_jax.training import parallel, train  # noqa: E402
+from experiments.benchmarks import _steps  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("cases", ["0.25:256:16", "1.0:416:8"], "width:size:batch, comma-separated.")
@@ -46,16 +44,8 @@ def jax_step(width: float, size: int, batch: int, max_pool: str):
       f"--config.model.width={width}", f"--config.input.image_size={size}",
       f"--config.train.batch_size={batch}", f"--config.model.max_pool={max_pool}",
       "--config.dataset.num_classes=5"])
-  ds = pipeline.build_dataset(config, "train")
-  model = yolov2.from_config(config, num_classes=5, anchors=train.initial_anchors(config, ds),
-                             axis_name=parallel.AXIS)
-  schedules = train.make_schedules(config)
-  tx, state = train.create_state(config, model, schedules)
-  fn = jax.pmap(train.make_train_step(config, model, tx, schedules), axis_name=parallel.AXIS,
-                donate_argnums=(0,))
-  data = parallel.shard({k: v for k, v in ds.batch(np.arange(batch)).items()
-                         if k in train.TRAIN_KEYS})
-  slot = [parallel.replicate(state)]
+  fn, state, data, _ = _steps.pmapped_train_step(config)
+  slot = [state]
 
   def step():
     slot[0], metrics = fn(slot[0], data)

@@ -32,8 +32,8 @@ from anchor_jax import config_lib  # noqa: E402
 from anchor_jax.data import pipeline  # noqa: E402
 from anchor_jax.evaluation import runner  # noqa: E402
 from anchor_jax.model import yolov2  # noqa: E402
-from anchor_jax.training import parallel, train  # noqa: E402
-from experiments.benchmarks import bench_stream  # noqa: E402
+from anchor_jax.training import train  # noqa: E402
+from experiments.benchmarks import _steps, bench_stream  # noqa: E402
 from experiments.sweeps import _common as methods  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -73,21 +73,6 @@ def _peaks():
   return kind, {"bfloat16": bf16, "float32": f32}
 
 
-def _steps(config, batch_size: int):
-  """(pmapped step, replicated state, sharded batch, model) of ``config`` at ``batch_size``."""
-  config.train.batch_size = batch_size
-  ds = pipeline.build_dataset(config, "train")
-  model = yolov2.from_config(config, num_classes=len(ds.class_names),
-                             anchors=train.initial_anchors(config, ds), axis_name=parallel.AXIS)
-  schedules = train.make_schedules(config)
-  tx, state = train.create_state(config, model, schedules)
-  step = jax.pmap(train.make_train_step(config, model, tx, schedules), axis_name=parallel.AXIS,
-                  donate_argnums=(0,))
-  batch = parallel.shard({k: v for k, v in ds.batch(np.arange(batch_size)).items()
-                          if k in train.TRAIN_KEYS})
-  return step, parallel.replicate(state), batch, model
-
-
 def _time(step, state, batch, n: int):
   """Median seconds per step over ``n`` steps (after one warm-up)."""
   state, metrics = step(state, batch)
@@ -113,7 +98,7 @@ def check_train(smoke: bool, batches, steps: int) -> float:
     for batch_size in batches:
       config = _config(smoke, [f"--config.model.dtype={dtype}"])
       try:
-        step, state, batch, model = _steps(config, batch_size)
+        step, state, batch, model = _steps.pmapped_train_step(config, batch_size)
         seconds, _ = _time(step, state, batch, steps)
       except Exception as e:  # noqa: BLE001 -- XLA's OOM is a plain runtime error
         if _is_oom(e):
@@ -137,7 +122,7 @@ def check_train(smoke: bool, batches, steps: int) -> float:
 
 def check_opt_ratio(smoke: bool, batch_size: int, steps: int) -> None:
   """Opt / Baseline step time, alternated so that both see the same load."""
-  fns = {name: _steps(_config(smoke, overrides), batch_size)[:3]
+  fns = {name: _steps.pmapped_train_step(_config(smoke, overrides), batch_size)[:3]
          for name, overrides in (("opt", methods.opt()), ("baseline", methods.BASELINE))}
   states = {name: fn[1] for name, fn in fns.items()}
   for name, (step, _, batch) in fns.items():   # compile both first

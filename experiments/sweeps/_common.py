@@ -18,6 +18,9 @@ from __future__ import annotations
 
 CPU_CONFIG = "configs/synthetic.py:study"
 PRESETS = ("mixed", "tiny", "wide")    # synthetic stand-ins: VOC-like, Brainwash-like, extreme
+# What a preset's study runs change besides the preset: `tiny` stands in for Brainwash, one
+# class (heads), so its runs detect one class, as the paper's Brainwash runs.
+PRESET_OVERRIDES = {"tiny": ("--config.dataset.num_classes=1",)}
 
 # Paper recipes, and what the paper calls "k-means" init on each: darknet's published
 # sets for VOC and COCO (configs/voc_yolov2.py), IoU k-means of the training boxes else.
@@ -60,8 +63,9 @@ def run_name(init_name: str, method: str, *, num_anchors: int = 5) -> str:
   return base if num_anchors == 5 else f"A{num_anchors}_{base}"
 
 
-def preset(name: str) -> str:
-  return f"--config.dataset.preset={name}"
+def preset(name: str) -> list[str]:
+  """The overrides of a CPU study run on the synthetic preset ``name``."""
+  return [f"--config.dataset.preset={name}", *PRESET_OVERRIDES.get(name, ())]
 
 
 def cpu_variants() -> tuple[str, ...]:
@@ -99,7 +103,7 @@ def cpu_or_voc(arg: str, variants) -> tuple[str, list[str], str]:
   """(config, base overrides, description) for ``cpu[_preset]`` or ``paper`` (VOC)."""
   preset_name = cpu_preset(arg)
   if preset_name is not None:
-    return CPU_CONFIG, [preset(preset_name)], f"synthetic `{preset_name}`, CPU study"
+    return CPU_CONFIG, preset(preset_name), f"synthetic `{preset_name}`, CPU study"
   if arg == "paper":
     return PAPER_CONFIGS["voc"], [], PAPER_NAMES["voc"]
   raise unknown(arg, variants)

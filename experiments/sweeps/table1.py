@@ -38,7 +38,7 @@ PAPER = {
 def get_sweep(arg: str = "cpu") -> dict:
   preset, dataset = common.cpu_preset(arg), common.paper_dataset(arg)
   if preset is not None:
-    config, base, kmeans = common.CPU_CONFIG, [common.preset(preset)], "kmeans"
+    config, base, kmeans = common.CPU_CONFIG, common.preset(preset), "kmeans"
     where, paper = f"synthetic `{preset}` preset, CPU study config", None
   elif dataset is not None:
     config, base, kmeans = common.PAPER_CONFIGS[dataset], [], common.PAPER_KMEANS[dataset]

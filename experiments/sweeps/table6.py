@@ -38,7 +38,7 @@ def _columns(arg: str):
   """[(key, column label, config spec, base overrides, k-means init)], paper numbers."""
   preset = common.cpu_preset(arg)
   if preset is not None:
-    return [(preset, preset, common.CPU_CONFIG, [common.preset(preset)], "kmeans")], None
+    return [(preset, preset, common.CPU_CONFIG, common.preset(preset), "kmeans")], None
   datasets = {"paper": PAPER_COLUMNS, "paper_voc": ("voc",),
               "paper_brainwash": ("brainwash",)}.get(arg)
   if datasets is None:

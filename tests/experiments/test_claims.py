@@ -18,6 +18,15 @@ def test_matched_iou_finds_the_best_one_to_one_matching():
     claims.matched_iou(a, b[:1])
 
 
+def test_matched_side_diff_is_the_worst_side_of_the_iou_matching():
+  a = [(10.0, 20.0), (40.0, 40.0)]
+  b = [(42.0, 40.0), (10.0, 19.0)]          # matched: (10,20)<->(10,19), (40,40)<->(42,40)
+  # Sides: 20 / 19 - 1 = 5.26 %, 42 / 40 - 1 = 5 %: the worst is 20 / 19 - 1.
+  assert claims.matched_side_diff(a, b) == pytest.approx(20 / 19 - 1)
+  assert claims.matched_side_diff(b, a) == pytest.approx(20 / 19 - 1)   # symmetric
+  assert claims.matched_side_diff(a, a[::-1]) == 0.0
+
+
 def _rec(row, col, seed, ap50, anchors=None, status=wd.STATUS_DONE):
   return results.Record(name=f"{row}_{col}", seed=seed, status=status, workdir="",
                         row=row, col=col, metrics={"AP50": ap50}, anchors_px=anchors)
@@ -38,7 +47,7 @@ def test_check_computes_gains_spread_and_agreement_by_hand():
       _rec("tool", "Baseline", 0, 0.11), _rec("tool", "Baseline", 1, 0.12),
   ]
   out = claims.check(SWEEP, recs, seeds=[0, 1], min_gain=1.0, max_spread=0.5,
-                     agree_iou=0.9, kmeans_px={0: anchors[0], 1: anchors[1]})
+                     max_side_diff=0.05, kmeans_px={0: anchors[0], 1: anchors[1]})
   # The Baseline-only row is no init of the claims; Opt is compared with it by seed.
   assert out["inits"] == ["identical", "k-means"] and out["tools"] == ["tool"]
   assert out["versus"][("identical", "tool")] == pytest.approx([2.0, 2.0])
@@ -54,7 +63,10 @@ def test_check_computes_gains_spread_and_agreement_by_hand():
   assert out["robust"] is True
   # Seed 0 identical, seed 1: (10,10) vs (10,20) -> IoU 1/2, (20,40) same -> mean 0.75.
   assert out["pairs"][("identical", "k-means")] == pytest.approx([1.0, 0.75])
-  assert out["agree"] is False          # mean 0.875 < 0.9
+  # Worst side: seed 0 equal sets (0), seed 1 height 20 vs 10 (+100 %): mean 50 % > 5 %.
+  assert out["sides"][("identical", "k-means")] == pytest.approx([0.0, 1.0])
+  assert out["agree"] is False
+  assert out["to_kmeans_sides"]["identical"] == pytest.approx([0.0, 1.0])
   # Each seed is compared with its own data's k-means set.
   assert out["to_kmeans"]["k-means"] == pytest.approx([1.0, 1.0])
   assert out["to_kmeans"]["identical"] == pytest.approx([1.0, 0.75])
@@ -71,7 +83,7 @@ def test_missing_seed_leaves_the_verdict_open():
           _rec("identical", "Opt", 1, 0.0, status=wd.STATUS_FAILED),
           _rec("k-means", "Baseline", 0, 0.10), _rec("k-means", "Opt", 0, 0.20),
           _rec("k-means", "Baseline", 1, 0.10), _rec("k-means", "Opt", 1, 0.20)]
-  out = claims.check(SWEEP, recs, seeds=[0, 1], min_gain=1.0, max_spread=0.5, agree_iou=0.9)
+  out = claims.check(SWEEP, recs, seeds=[0, 1], min_gain=1.0, max_spread=0.5, max_side_diff=0.05)
   assert out["gains"]["identical"]["diffs"] == pytest.approx([10.0])
   assert out["gains"]["identical"]["holds"] is None
   assert out["gains"]["k-means"]["holds"] is True
@@ -97,7 +109,7 @@ def test_cli_on_a_fake_sweep_writes_claims_md(tmp_path, capsys):
   assert "| k-means | +5.00 ± 1.41 | [-7.71, +17.71] | holds |" in text
   assert "| Opt | 31.00 | 31.00 | 0.00 |" in text
   # The fake trainer logs the same anchors for every run of a seed -> IoU 1.
-  assert "| identical | k-means | 1.000 ± 0.000 |" in text
+  assert "| identical | k-means | 0.00 ± 0.00 | 1.000 ± 0.000 |" in text
   # The terminal gets the same tables aligned, then where claims.md is.
   lines = capsys.readouterr().out.splitlines()
   assert lines[:2] == ["Claims check: Test sweep", "=" * len("Claims check: Test sweep")]
@@ -146,7 +158,7 @@ def test_train_metrics_come_from_the_last_logged_window(tmp_path):
   assert claims.class_nats_per_box(base) == pytest.approx(1.25)
   sweep = {"table": {"rows": ["identical"], "cols": ["Baseline", "Opt"]},
            "runs": [{"row": "identical", "col": "Baseline"}, {"row": "identical", "col": "Opt"}]}
-  out = claims.check(sweep, recs, seeds=[0], min_gain=1.0, max_spread=0.5, agree_iou=0.9)
+  out = claims.check(sweep, recs, seeds=[0], min_gain=1.0, max_spread=0.5, max_side_diff=0.05)
   text = claims.render(out, command="cmd", title="T")
   assert "| identical | 0.300 | 0.450 | +0.150 | 1.250 | 0.750 |" in text
   assert out["robust"] is None          # one seed: no verdict

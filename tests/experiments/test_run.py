@@ -14,7 +14,7 @@ import time
 import pytest
 
 from anchor_jax import config_lib
-from experiments import run, sweep_lib
+from experiments import launcher, run, sweep_lib
 from experiments import workdir as wd
 from tests import REPO
 
@@ -248,6 +248,31 @@ def test_ctrl_c_stops_the_trainers_and_a_rerun_resumes(tmp_path):
     assert wd.status(str(root / name / "seed0")) == wd.STATUS_DONE
 
 
+def test_cpu_slices_are_disjoint_and_cover_the_cpus():
+  assert launcher.cpu_slices([0, 1], 2) == [[0], [1]]
+  assert launcher.cpu_slices([0, 1, 2, 3, 4], 2) == [[0, 1], [2, 3, 4]]
+  assert launcher.cpu_slices([4, 5, 6, 7], 1) == [[4, 5, 6, 7]]
+  assert launcher.cpu_slices([0, 1], 3) == [[0], [1], [0]]   # fewer CPUs: shared
+
+
+def test_pinned_runs_get_their_own_cpu_slice(tmp_path):
+  """--pin: the first two runs start together on the two slices; every run is on one."""
+  runs = [{"name": f"r{i}", "overrides": ["--config.fake.sleep=0.3"], "row": "r",
+           "col": f"c{i}"} for i in range(3)]
+  sweep = write_sweep(tmp_path / "s.py", runs, cols=("c0", "c1", "c2"))
+  root = tmp_path / "out"
+  assert run.run([sweep, f"--workdir_root={root}", "--parallel=2", "--pin", TRAINER]) == 0
+  slices = launcher.cpu_slices(sorted(os.sched_getaffinity(0)), 2)
+  got = [(root / f"r{i}" / "seed0" / "cpus.txt").read_text().split() for i in range(3)]
+  assert all(len(g) == 1 and list(map(int, g[0].split(","))) in slices for g in got)
+  if len(os.sched_getaffinity(0)) >= 2:
+    assert got[0] != got[1]          # started together: different slices
+  unpinned = tmp_path / "free"
+  assert run.run([sweep, f"--workdir_root={unpinned}", "--parallel=2", TRAINER]) == 0
+  all_cpus = ",".join(map(str, sorted(os.sched_getaffinity(0))))
+  assert (unpinned / "r0" / "seed0" / "cpus.txt").read_text().split() == [all_cpus]
+
+
 def test_bad_sweeps_are_rejected(tmp_path):
   cases = [
       ([{"name": "a", "overrides": []}, {"name": "a", "overrides": []}], "used twice"),
@@ -279,6 +304,18 @@ def test_sweep_files_load_with_valid_configs(spec, monkeypatch):
   sweep_lib.check_configs(sweep_lib.jobs(sweep, root="/unused", seeds=[0]))
 
 
+@pytest.mark.parametrize("sweep_file", ["table1.py", "table6.py", "fig4.py", "warmup_grid.py"])
+def test_cpu_tiny_runs_detect_one_class_as_brainwash(sweep_file, monkeypatch):
+  """The Brainwash stand-in: every cpu_tiny run of every sweep is one class on `tiny`;
+  the other presets keep all shape classes."""
+  monkeypatch.chdir(REPO)
+  for variant, want in (("cpu_tiny", 1), ("cpu_mixed", 0)):
+    sweep = sweep_lib.load(f"experiments/sweeps/{sweep_file}:{variant}")
+    for job in sweep_lib.jobs(sweep, root="/unused", seeds=[0]):
+      config = config_lib.load(job.config, list(job.overrides))
+      assert config.dataset.preset == variant[4:] and config.dataset.num_classes == want
+
+
 def test_sweep_typo_is_caught(monkeypatch):
   monkeypatch.chdir(REPO)
   job = sweep_lib.Job(name="x", seed=0, config="configs/synthetic.py:study",
@@ -288,15 +325,20 @@ def test_sweep_typo_is_caught(monkeypatch):
 
 
 def test_study_variant_is_the_cpu_scale_config():
+  """The study run is the demo's recipe and model, shorter, with one eval at the end; its
+  shares of the run follow train.steps (the sweeps may override it)."""
   c = config_lib.load(os.path.join(REPO, "configs/synthetic.py:study"))
   config_lib.validate(c)
   steps = c.train.steps
   assert (c.model.name, c.model.width, c.input.image_size, c.train.batch_size) == (
-      "tiny", 0.25, 96, 16)
-  assert c.train.steps == steps and c.train.lr_schedule == ((0, 1e-3), (steps * 3 // 4, 1e-4))
-  assert (c.anchors.soft_assign_steps, c.anchors.cluster_steps, c.train.burn_in_steps) == (
-      steps // 4, steps // 4, steps // 8)
+      "tiny_s2d", 0.25, 160, 16)
+  assert (c.train.lr_shape, c.train.peak_lr, tuple(c.train.lr_decay_at)) == (
+      "step", 1e-2, (0.75, 0.95))
+  assert (c.anchors.soft_assign_steps, c.anchors.cluster_steps) == (steps // 4, steps // 4)
   assert c.eval.every_steps == 0 and not c.eval.plot and c.anchors.lr_mult == 10.0
+  longer = config_lib.load(os.path.join(REPO, "configs/synthetic.py:study"),
+                           [f"--config.train.steps={2 * steps}"])
+  assert longer.anchors.soft_assign_steps == steps // 2 and longer.eval.every_steps == 0
 
 
 @pytest.mark.slow
