@@ -53,9 +53,13 @@ class Schedules:
 
 
 def make_lr_schedule(config):
-  """``train.lr_shape``: the piecewise ``train.lr_schedule`` or a warm-up + cosine decay."""
+  """``train.lr_shape``: the piecewise ``train.lr_schedule``, drops at fractions of the run,
+  or a warm-up + cosine decay."""
   t = config.train
   burn_in = dict(burn_in_steps=t.burn_in_steps, burn_in_power=t.burn_in_power)
+  if t.lr_shape == "step":
+    return optim.step_lr_schedule(t.peak_lr, t.steps, t.lr_decay_at,
+                                  decay_factor=t.lr_decay_factor, **burn_in)
   if t.lr_shape == "cosine":
     return optim.cosine_lr_schedule(t.peak_lr, t.steps, warmup_steps=t.warmup_steps,
                                     final_lr_frac=t.final_lr_frac, **burn_in)
