@@ -121,13 +121,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
   elif init in ("voc", "coco") and config.anchors.num != 5:
     errors.append(f"--config.anchors.init={init} is a set of 5 anchors; anchors.num is "
                   f"{config.anchors.num}. Use identical/uniform/kmeans for other counts.")
-  try:
-    steps = [int(s) for s, _ in config.train.lr_schedule]
-    if not steps or steps[0] != 0 or steps != sorted(steps):
-      raise ValueError
-  except (TypeError, ValueError):
-    errors.append(f"--config.train.lr_schedule={config.train.lr_schedule!r}: must be "
-                  "((0, lr0), (step1, lr1), ...) with increasing steps starting at 0")
+  if config.train.lr_shape == "piecewise":
+    try:
+      steps = [int(s) for s, _ in config.train.lr_schedule]
+      if not steps or steps[0] != 0 or steps != sorted(steps):
+        raise ValueError
+    except (TypeError, ValueError):
+      errors.append(f"--config.train.lr_schedule={config.train.lr_schedule!r}: must be "
+                    "((0, lr0), (step1, lr1), ...) with increasing steps starting at 0")
+  elif config.train.lr_schedule:   # set but unread: the user meant it to apply
+    errors.append(f"--config.train.lr_schedule={config.train.lr_schedule!r} is only read with "
+                  f"train.lr_shape=piecewise, and this config has lr_shape="
+                  f"{config.train.lr_shape!r} (peak_lr, lr_decay_at, ...). Add "
+                  "--config.train.lr_shape=piecewise to use the schedule, or "
+                  "--config.train.lr_schedule='()' to keep the shape.")
   decay_at = config.train.lr_decay_at
   try:
     fractions = [float(f) for f in decay_at]

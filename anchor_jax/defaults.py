@@ -28,6 +28,7 @@ def from_scratch(config: ml_collections.ConfigDict, *, steps: int) -> ml_collect
   config.train.optimizer = "sgd"
   config.train.momentum = 0.9
   config.train.lr_shape = "step"
+  config.train.lr_schedule = ()           # unread by "step": kept empty so that setting it fails
   config.train.peak_lr = 1e-2
   config.train.lr_decay_at = (0.75, 0.95)
   config.train.lr_decay_factor = 0.1

@@ -5,6 +5,7 @@ import os
 import pytest
 
 from anchor_jax import config_lib
+from anchor_jax.training import train
 from tests import REPO
 
 PAPER = ("voc_yolov2.py", "voc_yolov2.py:544", "coco_yolov2.py", "brainwash_yolov2.py")
@@ -51,6 +52,8 @@ def test_brainwash_trains_on_native_320_crops_and_tests_at_640():
     ("lr_decay_at", (0.5, 1.0), "lr_decay_at=(0.5, 1.0): must be increasing fractions"),
     ("lr_decay_factor", 0.0, "lr_decay_factor=0.0: must be in (0, 1]"),
     ("lr_shape", "linear", "lr_shape='linear': choose one of ('piecewise', 'step', 'cosine')"),
+    # The step recipe does not read lr_schedule: setting it alone would silently do nothing.
+    ("lr_schedule", ((0, 1e-3),), "is only read with train.lr_shape=piecewise"),
 ])
 def test_bad_lr_keys_are_named(key, value, message):
   c = _load("synthetic.py")
@@ -58,6 +61,14 @@ def test_bad_lr_keys_are_named(key, value, message):
   with pytest.raises(config_lib.ConfigError) as info:
     config_lib.validate(c)
   assert message in str(info.value)
+
+
+def test_a_schedule_from_the_command_line_applies_with_the_piecewise_shape():
+  c = config_lib.load(os.path.join(REPO, "configs", "synthetic.py"), [
+      "--config.train.lr_shape=piecewise", "--config.train.lr_schedule=((0,1e-2),(10,1e-3))"])
+  assert train.make_lr_schedule(c)(200) == pytest.approx(1e-3)   # after the 100-step burn-in
+  kept = config_lib.load(os.path.join(REPO, "configs", "synthetic.py"), ["--config.train.lr_schedule=()"])
+  assert kept.train.lr_shape == "step" and kept.train.lr_schedule == ()
 
 
 @pytest.mark.parametrize("spec", RUNLOCAL)

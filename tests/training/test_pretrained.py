@@ -136,8 +136,8 @@ SOURCE_RUN = {"dataset.num_classes": 3, "train.steps": 4, "eval.every_steps": 0,
               "anchors.init": "uniform"}
 # Fine-tuning runs: lr 0 on step 0 (so checkpoint 1 holds the state init_from made),
 # 1e-3 on step 1, 0 again from step 2 (so a resumed step 2 keeps what it resumed).
-FINE_TUNE = {"train.lr_schedule": ((0, 0.0), (1, 1e-3), (2, 0.0)), "train.checkpoint_every": 1,
-             "train.keep_checkpoints": 5, "eval.every_steps": 0, "anchors.init": "identical"}
+FINE_TUNE = {"train.lr_shape": "piecewise", "train.lr_schedule": ((0, 0.0), (1, 1e-3), (2, 0.0)),
+             "train.checkpoint_every": 1, "train.keep_checkpoints": 5, "eval.every_steps": 0, "anchors.init": "identical"}
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +268,7 @@ def test_fine_tuning_with_another_class_count_trains_from_the_checkpoint(tmp_pat
   assert [m["step"] for m in metrics] == [1, 2] and all(np.isfinite(m["loss"]) for m in metrics)
   anchors = workdir_lib.read_anchors(workdir)
   learned = np.exp(np.asarray(source["params"]["head"]["anchor_log_wh"]))
-  np.testing.assert_allclose(anchors[0]["anchors"], learned, rtol=1e-5)   # step 0
+  np.testing.assert_allclose(anchors[0]["anchors"], learned, atol=6e-6)   # step 0, 5 decimals
 
   def params_at(step):
     ckpt = ckpt_lib.Checkpointer(workdir, keep=5, create=False)

@@ -66,7 +66,7 @@ def test_workdir_files_and_cli_overrides(tmp_path):
   out = res.stdout.splitlines()
   legacy = {line.split(": ")[0]: re.findall(r"\(([\d.]+), ([\d.]+)\)", line) for line in out
             if line.startswith(("initial anchors (px)", "learned anchors (px)"))}
-  start = out.index("  ------  -------------  --  -------------") + 1
+  start = next(i for i, line in enumerate(out) if line.startswith("  ------  ---")) + 1
   rows = [line.split() for line in out[start:start + 5]]
   assert [[r[1], r[3]] for r in rows] == [list(p) for p in legacy["initial anchors (px)"]]
   assert [[r[5], r[7]] for r in rows] == [list(p) for p in legacy["learned anchors (px)"]]
@@ -200,7 +200,8 @@ def test_tiny_model_overfits_a_handful_of_images(tmp_path):
       # BN running averages must converge within the short run for eval mode to be
       # meaningful: momentum 0.9 instead of darknet's 0.99.
       "model.width": 0.25, "model.bn_momentum": 0.9, "input.image_size": 64, "train.steps": 150,
-      "train.batch_size": 8, "train.lr_schedule": ((0, 1e-3),), "train.burn_in_steps": 10,
+      "train.batch_size": 8, "train.lr_shape": "piecewise", "train.lr_schedule": ((0, 1e-3),),
+      "train.burn_in_steps": 10,
       "train.log_every": 25, "train.checkpoint_every": 1000, "eval.every_steps": 0,
       "anchors.init": "kmeans", "anchors.soft_assign_steps": 20, "anchors.cluster_steps": 20})
   workdir = str(tmp_path / "overfit")
@@ -217,7 +218,8 @@ def test_tiny_model_overfits_a_handful_of_images(tmp_path):
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-  config = train_util.tiny_config(**{**RUN, "train.lr_schedule": ((0, 1e-3), (5, 1e12)),
+  config = train_util.tiny_config(**{**RUN, "train.lr_shape": "piecewise",
+                                     "train.lr_schedule": ((0, 1e-3), (5, 1e12)),
                                      "train.burn_in_steps": 0})
   workdir = str(tmp_path / "nan")
   with pytest.raises(train.NonFiniteLossError, match=r"at step (\d+).*last good checkpoint is step 4"):
