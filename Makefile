@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum 
 WORKDIR ?= runs/demo
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test test-fast inspect bench study clean
+.PHONY: demo test test-fast inspect bench study study-all clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -32,13 +32,15 @@ test-fast: $(STAMP)
 inspect: $(STAMP)
 	$(VENV)/bin/python -m anchor_jax.inspect --workdir=$(WORKDIR)
 
-## The CPU-scale study of experiments/RESULTS.md (~3 h on 2 cores, two runs at a time):
-## Table 1 on the synthetic presets mixed, tiny and wide; Table 6 on mixed and tiny;
-## Figure 4 and the T0 x lambda0 grid on mixed; SEEDS seeds each; the paper's claims per
-## preset; the recipe's targets. One folder per preset: sweeps on one preset share runs
-## (same name = same run). Re-running skips finished runs and resumes the rest.
+## The CPU-scale study of experiments/RESULTS.md (~1.5 h on 2 cores, two runs at a time):
+## Table 1 (three inits x Baseline/Opt, plus the AutoAnchor and calc_anchors Baseline rows)
+## on the synthetic presets mixed, tiny (one class) and wide, SEEDS seeds; the paper's
+## claims per preset; the recipe's targets. One folder per preset: sweeps on one preset
+## share runs (same name = same run). Re-running skips finished runs and resumes the rest.
+## `make study-all` adds Table 6 on mixed and tiny, Figure 4 and the T0 x lambda0 grid on
+## mixed (~230 runs at SEEDS=5: ~4.8 h).
 STUDY ?= runs/study
-SEEDS ?= 5
+SEEDS ?= 3
 PARALLEL ?= 2
 RUN := $(VENV)/bin/python -m experiments.run
 CLAIMS := $(VENV)/bin/python -m experiments.claims
@@ -46,18 +48,20 @@ SWEEPS := experiments/sweeps
 study: $(STAMP)
 	for p in mixed tiny wide; do \
 	  $(RUN) $(SWEEPS)/table1.py:cpu_$$p --workdir_root=$(STUDY)/$$p --seeds=$(SEEDS) \
-	      --parallel=$(PARALLEL) --pin || exit 1; done
-	for p in mixed tiny; do \
-	  $(RUN) $(SWEEPS)/table6.py:cpu_$$p --workdir_root=$(STUDY)/$$p --seeds=$(SEEDS) \
-	      --parallel=$(PARALLEL) --pin || exit 1; done
-	$(RUN) $(SWEEPS)/fig4.py:cpu_mixed --workdir_root=$(STUDY)/mixed --seeds=$(SEEDS) \
-	    --parallel=$(PARALLEL) --pin
-	$(RUN) $(SWEEPS)/warmup_grid.py:cpu_mixed --workdir_root=$(STUDY)/mixed --seeds=$(SEEDS) \
-	    --parallel=$(PARALLEL) --pin
+	      --parallel=$(PARALLEL) || exit 1; done
 	for p in mixed tiny wide; do \
 	  $(CLAIMS) $(SWEEPS)/table1.py:cpu_$$p --workdir_root=$(STUDY)/$$p --seeds=$(SEEDS) \
 	      || exit 1; done
 	$(VENV)/bin/python experiments/benchmarks/check_targets.py --study_root=$(STUDY)
+
+study-all: study
+	for p in mixed tiny; do \
+	  $(RUN) $(SWEEPS)/table6.py:cpu_$$p --workdir_root=$(STUDY)/$$p --seeds=$(SEEDS) \
+	      --parallel=$(PARALLEL) || exit 1; done
+	$(RUN) $(SWEEPS)/fig4.py:cpu_mixed --workdir_root=$(STUDY)/mixed --seeds=$(SEEDS) \
+	    --parallel=$(PARALLEL)
+	$(RUN) $(SWEEPS)/warmup_grid.py:cpu_mixed --workdir_root=$(STUDY)/mixed --seeds=$(SEEDS) \
+	    --parallel=$(PARALLEL)
 
 bench: $(STAMP)
 	$(VENV)/bin/python experiments/benchmarks/bench_loss.py

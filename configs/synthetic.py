@@ -7,8 +7,8 @@ Runs anywhere on CPU; nothing is downloaded.
 Variants (``--config=configs/synthetic.py:VARIANT``):
   demo     (default) the from-scratch CPU recipe (``anchor_jax.defaults.from_scratch``,
            experiments/RECIPE.md) on the space-to-depth tiny YOLOv2 (width 0.25) at 160 px,
-           DEMO_STEPS steps; < 5 min on 2 CPU cores; prints the initial and learned anchors
-           and AP50, writes anchors.png.
+           DEMO_STEPS steps (~6.5 min on 2 CPU cores); prints the initial and learned
+           anchors and AP50, writes anchors.png.
   tiny     a few steps of a minimal model, for tests and smoke runs (~10 s).
   full     DarkNet-19 YOLOv2 at 416 px with the paper's VOC recipe: the real model, for a GPU.
   study    one run of the CPU study (experiments/sweeps/*.py:cpu*): the demo's recipe and
@@ -22,13 +22,13 @@ e.g. ``--config.dataset.preset=wide --config.anchors.init=uniform``.
 
 from anchor_jax import defaults
 
-# The demo's length: 61.8 % AP50 on `mixed` at 5000 steps (44.6 % at 2500), ~4.5 min on
-# 2 CPU cores (experiments/RECIPE.md, run r2).
+# The demo's length: 61.1 % AP50 on `mixed` at 5000 steps (51.1 % at 2500), a training loop
+# of 6.6 min on 2 otherwise idle CPU cores; 3600 steps gave 59.1 % in 4.6 min
+# (experiments/RECIPE.md, "Fresh-clone measurement").
 DEMO_STEPS = 5000
-# Length of the `study` variant, set by the study's budget: ~230 runs (Table 1 on three
-# presets, Table 6 on two, Figure 4, the T0 x lambda0 grid, 5 seeds) in <= 3 h on 2 cores
-# (two runs at a time) leave ~90 s per run, start-up and eval included
-# (experiments/RECIPE.md, "The study's budget").
+# Length of the `study` variant: 150 s a run on 2 cores, two runs at a time (22-41 % AP50);
+# the whole study (~230 runs) then takes ~4.8 h, Table 1 on the three presets with 3 seeds
+# (72 runs) ~1.5 h (experiments/RECIPE.md, "Targets").
 STUDY_STEPS = 1200
 
 

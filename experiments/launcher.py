@@ -8,9 +8,9 @@ On Ctrl-C or SIGTERM the runner sends SIGTERM to every running trainer (which sa
 checkpoint and exits), waits ``grace_s``, then kills what is left.
 
 With ``pin=True`` the runner's CPUs are split into ``parallel`` disjoint slices and each
-trainer runs on a free slice (``sched_setaffinity``): small CPU models scale poorly over
-cores inside one process, so N pinned runs side by side finish more runs per hour than N
-runs competing for all cores (experiments/RECIPE.md, "The study's budget").
+trainer runs on a free slice (``sched_setaffinity``). On 2 cores, two at a time, it made
+no clear difference to whole runs (experiments/RECIPE.md, "Running runs side by side"):
+the trainer's input thread then shares its one core with the step.
 """
 from __future__ import annotations
 

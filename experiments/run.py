@@ -39,9 +39,8 @@ def define_flags(fv: flags.FlagValues, argv) -> None:
   flags.DEFINE_integer("seeds", 1, "Seeds 0..K-1 of every run.", lower_bound=1, flag_values=fv)
   flags.DEFINE_integer("parallel", 1, "Trainers running at once.", lower_bound=1,
                        flag_values=fv)
-  flags.DEFINE_bool("pin", False, "Pin each trainer to its own slice of the CPUs (one "
-                    "core each at --parallel=2 on 2 cores: more runs per hour).",
-                    flag_values=fv)
+  flags.DEFINE_bool("pin", False, "Pin each trainer to its own slice of the CPUs (see "
+                    "launcher.py).", flag_values=fv)
   flags.DEFINE_string("only", "", "Only runs whose name contains this.", flag_values=fv)
   flags.DEFINE_bool("dry_run", False, "Print the plan, launch nothing.", flag_values=fv)
   flags.DEFINE_bool("table_only", False, "Rebuild results.csv/md from the workdirs, launch "
