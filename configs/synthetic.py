@@ -26,9 +26,9 @@ from anchor_jax import defaults
 # of 6.6 min on 2 otherwise idle CPU cores; 3600 steps gave 59.1 % in 4.6 min
 # (experiments/RECIPE.md, "Fresh-clone measurement").
 DEMO_STEPS = 5000
-# Length of the `study` variant: 150 s a run on 2 cores, two runs at a time (22-41 % AP50);
-# the whole study (~230 runs) then takes ~4.8 h, Table 1 on the three presets with 3 seeds
-# (72 runs) ~1.5 h (experiments/RECIPE.md, "Targets").
+# Length of the `study` variant: 1.4-2.5 min a run on 2 cores, two runs at a time (up to 42 %
+# AP50 on mixed, 27 % on tiny and wide); Table 1 on the three presets with 3 seeds (72 runs)
+# took 84 min, the whole study (~230 runs) would take ~4.8 h (experiments/RECIPE.md, "Targets").
 STUDY_STEPS = 1200
 
 
