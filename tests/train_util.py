@@ -7,7 +7,7 @@ import jax
 import numpy as np
 
 from anchor_jax import config_lib
-from anchor_jax.training import checkpoint
+from anchor_jax.training import checkpoint, train
 from tests import REPO
 
 
@@ -32,6 +32,14 @@ def restore_params(workdir, config):
       state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
   ckpt.close()
   return step, restored.state
+
+
+def train_tiny(workdir, **overrides):
+  """Trains ``tiny_config(**overrides)`` in-process into ``workdir``.
+  -> (train summary, restored step, restored {"params", "batch_stats", ...})."""
+  summary = train.train_and_evaluate(tiny_config(**overrides), workdir)
+  step, state = restore_params(workdir, tiny_config(**overrides))
+  return summary, step, state
 
 
 def assert_trees_close(a, b, *, rtol=1e-5, atol=1e-6):

@@ -167,8 +167,7 @@ def source_run(tmp_path_factory):
 def trained_run(tmp_path_factory):
   """A finished 4-step run of the tiny config with 3 classes; its final state."""
   workdir = str(tmp_path_factory.mktemp("trained"))
-  summary = train.train_and_evaluate(train_util.tiny_config(**SOURCE_RUN), workdir)
-  step, state = train_util.restore_params(workdir, train_util.tiny_config(**SOURCE_RUN))
+  summary, step, state = train_util.train_tiny(workdir, **SOURCE_RUN)
   assert step == 4
   learned = np.exp(np.asarray(state["params"]["head"]["anchor_log_wh"]))
   assert not np.allclose(learned, summary["initial_anchors"])   # the anchors moved

@@ -29,8 +29,7 @@ FLAGS = [f"--config.{k}={v}" for k, v in RUN.items()]
 def reference_run(tmp_path_factory):
   """An uninterrupted in-process run on the 4 fake devices."""
   workdir = str(tmp_path_factory.mktemp("uninterrupted"))
-  summary = train.train_and_evaluate(train_util.tiny_config(**RUN), workdir)
-  step, state = train_util.restore_params(workdir, train_util.tiny_config(**RUN))
+  summary, step, state = train_util.train_tiny(workdir, **RUN)
   assert step == 12
   return workdir, summary, state
 
