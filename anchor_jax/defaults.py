@@ -107,7 +107,8 @@ def base_config() -> ml_collections.ConfigDict:
   ))
 
   c.model = ml_collections.ConfigDict(dict(
-      name="darknet19",      # darknet19 | tiny
+      detector="yolov2",     # yolov2 | faster_rcnn (the rcnn keys below; paper Table 7)
+      name="darknet19",      # darknet19 | tiny (yolov2's backbone)
       width=1.0,             # channel multiplier
       bn_momentum=0.99,
       max_pool="window",     # window (nn.max_pool) | reshape (same values, ~5x faster gradient on CPU)
@@ -137,6 +138,35 @@ def base_config() -> ml_collections.ConfigDict:
       cluster_weight=1.0,    # lambda0; 0 disables online clustering
       bn_no_shift=True,      # BatchNorm without shift on t_w, t_h
       assign_metric="iou",   # iou | l2
+  ))
+
+  # Faster R-CNN (model.detector=faster_rcnn; training/rcnn_step.py), Detectron2's
+  # R50(-FPN) values. Its anchors: anchor_sizes x aspect_ratios (h/w), one size per FPN level
+  # (P2-P6) or all sizes on the one C4 level; learnable as params['rpn']['anchor_log_wh']
+  # [L, A, 2] (log input pixels) with the online-clustering warm-up (anchors.cluster_*), and
+  # no soft assignment or BN without shift (the paper: "without BN or soft assignment trick").
+  c.rcnn = ml_collections.ConfigDict(dict(
+      depth=50,              # ResNet depth: 18 | 34 | 50 | 101 (model.width scales channels)
+      fpn=True,              # P2-P6 with one anchor size per level; False: C4 (stride 16)
+      norm="frozen_bn",      # frozen_bn (pretrained backbone) | bn (train-mode, from scratch)
+      freeze_at=2,           # stages below this get no update (2: stem + res2), frozen_bn only
+      anchor_sizes=(32, 64, 128, 256, 512),   # input px
+      aspect_ratios=(0.5, 1.0, 2.0),          # h / w
+      anchor_offset=0.0,     # anchor centres at (cell + offset) * stride
+      rpn_channels=256,      # RPN conv and FPN width (x model.width)
+      fc_dim=1024,           # box head: two fc layers (x model.width)
+      roi_size=7,            # RoIAlign output (roi_size x roi_size), sampling_ratio 2
+      rpn_pos_iou=0.7, rpn_neg_iou=0.3,       # anchor labels (best anchor per GT also positive)
+      rpn_batch_per_image=256, rpn_pos_fraction=0.5,
+      rpn_beta=1.0 / 9,      # smooth-L1 beta of the RPN box loss (0: L1)
+      rpn_pre_nms_train=2000, rpn_post_nms_train=1000,   # per level / per image
+      rpn_pre_nms_test=1000, rpn_post_nms_test=1000,
+      rpn_nms_iou=0.7,
+      roi_batch_per_image=512, roi_pos_fraction=0.25,
+      roi_fg_iou=0.5,        # RoIs with IoU >= this are foreground, the rest background
+      box_weights=(10.0, 10.0, 5.0, 5.0),   # box head delta weights (x, y, w, h)
+      box_beta=0.0,          # smooth-L1 beta of the box head loss (0: L1, Detectron2)
+      test_pre_nms=2000,     # box-head candidates (RoI x class) kept before the final NMS
   ))
 
   c.loss = ml_collections.ConfigDict(dict(
