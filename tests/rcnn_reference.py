@@ -1,0 +1,69 @@
+"""Plain Python/NumPy references for the Faster R-CNN core (loops, no vectorisation).
+
+Written from the descriptions of torchvision's and Detectron2's RPN / RoI heads, independent
+of the jnp code in anchor_jax/core/rcnn_*.py, proposals.py and roi_align.py.
+"""
+import math
+
+import numpy as np
+
+from tests.reference import iou
+
+
+def grid_anchors(log_wh, feat_hw, stride, offset):
+  """[A, 2], (H, W) -> list of [x0, y0, x1, y1] in [H, W, A] order."""
+  out = []
+  for i in range(feat_hw[0]):
+    for j in range(feat_hw[1]):
+      for lw, lh in log_wh:
+        w, h = math.exp(lw), math.exp(lh)
+        cx, cy = (j + offset) * stride, (i + offset) * stride
+        out.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+  return np.asarray(out)
+
+
+def encode(g, a, weights):
+  wx, wy, ww, wh = weights
+  aw, ah = a[2] - a[0], a[3] - a[1]
+  gw, gh = g[2] - g[0], g[3] - g[1]
+  acx, acy = a[0] + aw / 2, a[1] + ah / 2
+  gcx, gcy = g[0] + gw / 2, g[1] + gh / 2
+  return [wx * (gcx - acx) / aw, wy * (gcy - acy) / ah,
+          ww * math.log(gw / aw), wh * math.log(gh / ah)]
+
+
+def iou_matrix(a, b):
+  return np.asarray([[iou(x, y) for y in b] for x in a]).reshape(len(a), len(b))
+
+
+def match(ious, gt_valid, pos_thresh, neg_thresh, allow_low_quality=True):
+  """-> (labels, matched) lists: Detectron2's Matcher with [neg, pos] thresholds."""
+  n, m = ious.shape
+  valid = [j for j in range(m) if gt_valid[j]]
+  labels, matched = [], []
+  for i in range(n):
+    if not valid:
+      labels.append(0)
+      matched.append(0)
+      continue
+    best_j = max(valid, key=lambda j: (ious[i, j], -j))
+    best = ious[i, best_j]
+    labels.append(1 if best >= pos_thresh else (0 if best < neg_thresh else -1))
+    matched.append(best_j)
+  if allow_low_quality:
+    for j in valid:
+      top = max(ious[i, j] for i in range(n))
+      if top > 0:
+        for i in range(n):
+          if ious[i, j] == top:
+            labels[i] = 1
+  return labels, matched
+
+
+def smooth_l1(x, beta):
+  return 0.5 * x * x / beta if abs(x) < beta else abs(x) - 0.5 * beta
+
+
+def bce(logit, y):
+  p = 1.0 / (1.0 + math.exp(-logit))
+  return -(y * math.log(p) + (1 - y) * math.log(1 - p))
