@@ -153,7 +153,8 @@ def base_config() -> ml_collections.ConfigDict:
       anchor_sizes=(32, 64, 128, 256, 512),   # input px
       aspect_ratios=(0.5, 1.0, 2.0),          # h / w
       anchor_offset=0.0,     # anchor centres at (cell + offset) * stride
-      rpn_channels=256,      # RPN conv and FPN width (x model.width)
+      fpn_channels=256,      # FPN output channels (x model.width)
+      rpn_channels=0,        # RPN 3x3 conv channels; 0: the feature channels (Detectron2)
       fc_dim=1024,           # box head: two fc layers (x model.width)
       roi_size=7,            # RoIAlign output (roi_size x roi_size), sampling_ratio 2
       rpn_pos_iou=0.7, rpn_neg_iou=0.3,       # anchor labels (best anchor per GT also positive)
