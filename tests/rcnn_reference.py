@@ -67,3 +67,21 @@ def smooth_l1(x, beta):
 def bce(logit, y):
   p = 1.0 / (1.0 + math.exp(-logit))
   return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+
+
+def roi_labels(proposals, proposal_valid, gt, gt_labels, gt_valid, fg_thresh, bg_hi, bg_lo):
+  """-> per row of proposals + gt: (label 1/0/-1, matched GT, class 1..C or 0)."""
+  boxes = list(proposals) + list(gt)
+  valid = list(proposal_valid) + list(gt_valid)
+  out = []
+  for box, ok in zip(boxes, valid):
+    ious = [iou(box, g) if gv else 0.0 for g, gv in zip(gt, gt_valid)]
+    j = int(np.argmax(ious))
+    best = ious[j]
+    if ok and best >= fg_thresh and gt_valid[j]:
+      out.append((1, j, int(gt_labels[j]) + 1))
+    elif ok and bg_lo <= best < bg_hi:
+      out.append((0, j, 0))
+    else:
+      out.append((-1, j, 0))
+  return out
