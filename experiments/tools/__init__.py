@@ -1,0 +1,1 @@
+"""One-off tools beside the package: weight converters that need other frameworks."""
