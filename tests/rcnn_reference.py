@@ -85,3 +85,36 @@ def roi_labels(proposals, proposal_valid, gt, gt_labels, gt_valid, fg_thresh, bg
     else:
       out.append((-1, j, 0))
   return out
+
+
+def rpn_loss(logits, deltas, log_wh, anchors, slot, gt, labels, matched, beta, cluster_weight):
+  """torchvision's RPN loss with the paper's wh targets; labels already sampled."""
+  sampled = [i for i, lab in enumerate(labels) if lab >= 0]
+  pos = [i for i, lab in enumerate(labels) if lab == 1]
+  norm = max(len(sampled), 1)
+  obj = sum(bce(logits[i], 1.0 if labels[i] == 1 else 0.0) for i in sampled) / norm
+  box, cluster = 0.0, 0.0
+  for i in pos:
+    g = gt[matched[i]]
+    tx, ty, _, _ = encode(g, anchors[i], (1, 1, 1, 1))
+    lw, lh = math.log(g[2] - g[0]), math.log(g[3] - g[1])
+    aw, ah = log_wh[slot[i]]
+    target = [tx, ty, lw - aw, lh - ah]
+    box += sum(smooth_l1(deltas[i][k] - target[k], beta) for k in range(4))
+    cluster += (aw - lw) ** 2 + (ah - lh) ** 2
+  cluster = cluster_weight * cluster / (2 * len(pos)) if pos else 0.0
+  return obj, box / norm, cluster
+
+
+def box_head_loss(cls_logits, deltas, rois, labels, matched_gt, weight, weights, beta):
+  norm = max(sum(weight), 1.0)
+  cls, box = 0.0, 0.0
+  for r in range(len(labels)):
+    if not weight[r]:
+      continue
+    z = cls_logits[r]
+    cls -= z[labels[r]] - (max(z) + math.log(sum(math.exp(v - max(z)) for v in z)))
+    if labels[r] > 0:
+      target = encode(matched_gt[r], rois[r], weights)
+      box += sum(smooth_l1(deltas[r][labels[r] - 1][k] - target[k], beta) for k in range(4))
+  return cls / norm, box / norm
