@@ -118,3 +118,55 @@ def box_head_loss(cls_logits, deltas, rois, labels, matched_gt, weight, weights,
       target = encode(matched_gt[r], rois[r], weights)
       box += sum(smooth_l1(deltas[r][labels[r] - 1][k] - target[k], beta) for k in range(4))
   return cls / norm, box / norm
+
+
+def bilinear(feat, y, x):
+  """torchvision's bilinear_interpolate on [H, W, C]."""
+  h, w = feat.shape[:2]
+  if y < -1.0 or y > h or x < -1.0 or x > w:
+    return np.zeros(feat.shape[-1])
+  y, x = max(y, 0.0), max(x, 0.0)
+  y_lo, x_lo = int(y), int(x)
+  if y_lo >= h - 1:
+    y_lo = y_hi = h - 1
+    y = float(y_lo)
+  else:
+    y_hi = y_lo + 1
+  if x_lo >= w - 1:
+    x_lo = x_hi = w - 1
+    x = float(x_lo)
+  else:
+    x_hi = x_lo + 1
+  ly, lx = y - y_lo, x - x_lo
+  hy, hx = 1 - ly, 1 - lx
+  return (hy * hx * feat[y_lo, x_lo] + hy * lx * feat[y_lo, x_hi]
+          + ly * hx * feat[y_hi, x_lo] + ly * lx * feat[y_hi, x_hi])
+
+
+def roi_align(feat, boxes, output_size, spatial_scale, sampling_ratio, aligned):
+  """torchvision's roi_align (CPU kernel) as loops, channels last."""
+  off = 0.5 if aligned else 0.0
+  out = np.zeros((len(boxes), output_size, output_size, feat.shape[-1]))
+  for r, box in enumerate(boxes):
+    x0, y0 = box[0] * spatial_scale - off, box[1] * spatial_scale - off
+    w, h = box[2] * spatial_scale - off - x0, box[3] * spatial_scale - off - y0
+    if not aligned:
+      w, h = max(w, 1.0), max(h, 1.0)
+    bin_w, bin_h = w / output_size, h / output_size
+    g = sampling_ratio
+    for ph in range(output_size):
+      for pw in range(output_size):
+        acc = np.zeros(feat.shape[-1])
+        for iy in range(g):
+          y = y0 + ph * bin_h + (iy + 0.5) * bin_h / g
+          for ix in range(g):
+            x = x0 + pw * bin_w + (ix + 0.5) * bin_w / g
+            acc += bilinear(feat, y, x)
+        out[r, ph, pw] = acc / (g * g)
+  return out
+
+
+def fpn_level(box, min_level, max_level, canonical_size=224, canonical_level=4):
+  size = math.sqrt((box[2] - box[0]) * (box[3] - box[1]))
+  level = math.floor(canonical_level + math.log2(size / canonical_size + 1e-8))
+  return min(max(level, min_level), max_level) - min_level
