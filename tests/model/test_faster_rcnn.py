@@ -327,3 +327,26 @@ def test_frozen_stages_get_no_gradient():
   for name in ("conv1", "bn1", "layer1"):
     assert all(not np.any(np.asarray(g)) for g in jax.tree.leaves(grads[name])), name
   assert np.any(np.asarray(grads["layer2"]["0"]["conv1"]["kernel"]))
+
+
+def test_train_mode_bn_under_pmap_averages_over_devices():
+  """norm='bn' with bn_axis_name: 4 devices x 1 image equal one device on the 4 images."""
+  devices = jax.local_devices()[:4]
+  if len(devices) < 4:
+    pytest.skip("needs 4 (fake) devices: tests/conftest.py sets them")
+  options = dict(depth=18, width=0.125, norm="bn", freeze_at=0)
+  local, synced = resnet.ResNet(**options), resnet.ResNet(bn_axis_name="batch", **options)
+  x = _images(4, 32)
+  shapes = jax.eval_shape(lambda x: local.init(jax.random.key(0), x, train=False), x)
+  rng = np.random.default_rng(8)
+  v = jax.tree.map(lambda s: (rng.standard_normal(s.shape) * 0.3).astype(np.float32), shapes)
+  v["batch_stats"] = jax.tree.map(lambda a: np.abs(a) + 1.0, v["batch_stats"])
+  apply = lambda m: lambda v, x: m.apply(v, x, train=True, mutable=["batch_stats"])
+  want, want_state = jax.jit(apply(local))(v, x)
+  replicated = jax.tree.map(lambda a: np.stack([a] * 4), v)
+  got, got_state = jax.pmap(apply(synced), axis_name="batch", devices=devices)(
+      replicated, x[:, None])
+  np.testing.assert_allclose(np.asarray(got[-1]).reshape(want[-1].shape), want[-1],
+                             rtol=1e-4, atol=1e-4)
+  for g, w in zip(jax.tree.leaves(got_state), jax.tree.leaves(want_state)):
+    np.testing.assert_allclose(np.asarray(g)[0], w, rtol=1e-4, atol=1e-5)

@@ -238,3 +238,21 @@ def test_torchvision_resnet50_forward_matches(tmp_path):
       expected.append(t.numpy().transpose(0, 2, 3, 1))
   for got, want in zip(outs, expected):
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-4 * np.abs(want).max(), rtol=1e-3)
+
+
+def test_converter_cli_on_a_saved_state_dict(tmp_path, capsys):
+  """With torch installed: --checkpoint (a torch.save'd state dict) -> the npz the loader reads."""
+  torch = pytest.importorskip("torch")
+  sd = ref.random_state_dict(18, PLANES, STEM, seed=5)
+  checkpoint = tmp_path / "r18.pth"
+  torch.save({"state_dict": {f"module.{k}": torch.from_numpy(np.asarray(v))
+                             for k, v in sd.items()}}, str(checkpoint))
+  out = tmp_path / "r18.npz"
+  assert convert.run([f"--checkpoint={checkpoint}", f"--output={out}"]) == 0
+  assert "wrote" in capsys.readouterr().out
+  with np.load(out) as data:
+    np.testing.assert_array_equal(data["layer2/0/downsample_conv/kernel"],
+                                  sd["layer2.0.downsample.0.weight"].transpose(2, 3, 1, 0))
+    assert "fc/kernel" not in data.files and len(data.files) == len(
+        convert.convert_state_dict(sd))
+  assert convert.run([f"--output={out}"]) == 2   # no source: a usage error, exit status 2
