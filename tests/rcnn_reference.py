@@ -170,3 +170,41 @@ def fpn_level(box, min_level, max_level, canonical_size=224, canonical_level=4):
   size = math.sqrt((box[2] - box[0]) * (box[3] - box[1]))
   level = math.floor(canonical_level + math.log2(size / canonical_size + 1e-8))
   return min(max(level, min_level), max_level) - min_level
+
+
+def greedy_nms(boxes, scores, iou_threshold):
+  """torchvision's nms: indices kept, by score descending (ties: lower index first)."""
+  order = sorted((i for i in range(len(scores)) if np.isfinite(scores[i])
+                  and np.all(np.isfinite(boxes[i]))), key=lambda i: (-scores[i], i))
+  kept = []
+  for i in order:
+    if all(iou(boxes[i], boxes[j]) <= iou_threshold for j in kept):
+      kept.append(i)
+  return kept
+
+
+def decode(d, a):
+  """RPN weights (1, 1, 1, 1), Detectron2's scale clamp."""
+  aw, ah = a[2] - a[0], a[3] - a[1]
+  cx, cy = a[0] + aw / 2 + d[0] * aw, a[1] + ah / 2 + d[1] * ah
+  w = aw * math.exp(min(d[2], math.log(1000 / 16)))
+  h = ah * math.exp(min(d[3], math.log(1000 / 16)))
+  return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+
+
+def select_proposals(logits, deltas, anchors, image_hw, pre, post, thresh, min_size):
+  """Detectron2's find_top_rpn_proposals for one image, with its offset batched NMS."""
+  h, w = image_hw
+  boxes, scores, lvl = [], [], []
+  for level, (lg, dl, an) in enumerate(zip(logits, deltas, anchors)):
+    for i in sorted(range(len(lg)), key=lambda i: (-lg[i], i))[:pre]:
+      x0, y0, x1, y1 = decode(dl[i], an[i])
+      box = [min(max(x0, 0), w), min(max(y0, 0), h), min(max(x1, 0), w), min(max(y1, 0), h)]
+      if box[2] - box[0] > min_size and box[3] - box[1] > min_size:
+        boxes.append(box)
+        scores.append(lg[i])
+        lvl.append(level)
+  offset = max(h, w) + 1
+  shifted = [[c + lv * offset for c in b] for b, lv in zip(boxes, lvl)]
+  kept = greedy_nms(np.asarray(shifted).reshape(-1, 4), np.asarray(scores), thresh)[:post]
+  return np.asarray([boxes[i] for i in kept]).reshape(-1, 4), np.asarray([scores[i] for i in kept])
