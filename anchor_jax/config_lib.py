@@ -25,14 +25,19 @@ from anchor_jax.data import augment as augment_lib
 from anchor_jax.data import pipeline, synthetic
 from anchor_jax.errors import UserError
 from anchor_jax.evaluation import accumulator
-from anchor_jax.model import darknet_weights, yolov2
+from anchor_jax.model import darknet_weights, resnet, yolov2
 
 # Values of train.optimizer (training/optim.py builds them; kept here, below training in
 # the import order, so that validation reads the one list).
 OPTIMIZERS = ("sgd", "adamw")
 LR_SHAPES = ("piecewise", "step", "cosine")   # train.lr_shape (training/optim.py)
 
+DETECTORS = ("yolov2", "faster_rcnn")   # model.detector (training/train.py builds them)
+
 CHOICES = {
+    "model.detector": DETECTORS,
+    "rcnn.depth": tuple(resnet.DEPTHS),
+    "rcnn.norm": resnet.NORMS,
     "dataset.name": pipeline.DATASETS,
     "dataset.loader": pipeline.LOADERS,
     "dataset.preset": tuple(synthetic.PRESETS),
@@ -59,9 +64,16 @@ NON_NEGATIVE = ("anchors.soft_assign_steps", "anchors.temperature", "anchors.clu
                 "loss.class_scale", "loss.prior_scale", "loss.prior_images")
 # Keys that change the shapes or meaning of a checkpoint: resuming across a
 # change of any of them is refused.
-STRUCTURAL = ("model.name", "model.width", "model.reorg", "anchors.num", "anchors.bn_no_shift",
-              "dataset.name", "dataset.num_classes", "train.batch_size", "train.optimizer",
-              "seed")
+STRUCTURAL = ("model.detector", "model.name", "model.width", "model.reorg", "anchors.num",
+              "anchors.bn_no_shift", "rcnn.depth", "rcnn.fpn", "rcnn.norm", "rcnn.anchor_sizes",
+              "rcnn.aspect_ratios", "dataset.name", "dataset.num_classes", "train.batch_size",
+              "train.optimizer", "seed")
+RCNN_POSITIVE_INTS = ("rcnn.fpn_channels", "rcnn.fc_dim", "rcnn.roi_size",
+                      "rcnn.rpn_batch_per_image", "rcnn.rpn_pre_nms_train",
+                      "rcnn.rpn_post_nms_train", "rcnn.rpn_pre_nms_test",
+                      "rcnn.rpn_post_nms_test", "rcnn.roi_batch_per_image", "rcnn.test_pre_nms")
+RCNN_FRACTIONS = ("rcnn.rpn_pos_iou", "rcnn.rpn_neg_iou", "rcnn.rpn_pos_fraction",
+                  "rcnn.rpn_nms_iou", "rcnn.roi_pos_fraction", "rcnn.roi_fg_iou")
 
 
 class ConfigError(UserError, ValueError):
@@ -152,13 +164,58 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0 <= config.model.obj_bias_prior < 1:
     errors.append(f"--config.model.obj_bias_prior={config.model.obj_bias_prior!r}: must be in "
                   "[0, 1) (0: zero bias)")
-  errors += _init_from_errors(config.model)
+  if config.model.detector == "faster_rcnn":
+    errors += _rcnn_errors(config)
+  else:
+    errors += _init_from_errors(config.model)
   if not 0 <= config.train.adam_b2 < 1:
     errors.append(f"--config.train.adam_b2={config.train.adam_b2!r}: must be in [0, 1)")
   if not 0 <= config.loss.ignore_thresh <= 1:
     errors.append("--config.loss.ignore_thresh must be in [0, 1]")
   if errors:
     raise ConfigError("invalid config: " + "; ".join(errors))
+
+
+def _rcnn_errors(config) -> list[str]:
+  """What is wrong with a ``model.detector=faster_rcnn`` config."""
+  errors, r, a = [], config.rcnn, config.anchors
+  for key in RCNN_POSITIVE_INTS:
+    value = _get(config, key)
+    if not isinstance(value, int) or value < 1:
+      errors.append(f"--config.{key}={value!r}: must be a positive integer")
+  for key in RCNN_FRACTIONS:
+    if not 0 <= _get(config, key) <= 1:
+      errors.append(f"--config.{key}={_get(config, key)!r}: must be in [0, 1]")
+  if not r.rpn_neg_iou <= r.rpn_pos_iou:
+    errors.append(f"--config.rcnn.rpn_neg_iou={r.rpn_neg_iou} must be <= rpn_pos_iou="
+                  f"{r.rpn_pos_iou} (anchors in between are ignored)")
+  sizes, ratios = tuple(r.anchor_sizes), tuple(r.aspect_ratios)
+  if not sizes or not ratios or min(sizes + ratios) <= 0:
+    errors.append(f"--config.rcnn.anchor_sizes={sizes} / aspect_ratios={ratios}: need "
+                  "non-empty lists of positive numbers")
+  elif r.fpn and len(sizes) != 5:
+    errors.append(f"--config.rcnn.anchor_sizes={sizes}: with rcnn.fpn=True give one size per "
+                  "level P2-P6 (5 sizes), e.g. '(32, 64, 128, 256, 512)'")
+  if len(tuple(r.box_weights)) != 4 or min(r.box_weights) <= 0:
+    errors.append(f"--config.rcnn.box_weights={tuple(r.box_weights)}: four positive numbers")
+  if r.norm == "frozen_bn" and not 0 <= r.freeze_at <= 5:
+    errors.append(f"--config.rcnn.freeze_at={r.freeze_at!r}: 0 (nothing) to 5 (all stages)")
+  # The paper's Faster R-CNN (Table 7) learns anchors "without BN or soft assignment trick".
+  if a.temperature:
+    errors.append(f"--config.anchors.temperature={a.temperature}: Faster R-CNN's IoU "
+                  "assignment has no soft (Eq. 10) warm-up; set --config.anchors.temperature=0")
+  if a.bn_no_shift:
+    errors.append("--config.anchors.bn_no_shift=True: the RPN has no BN-without-shift head "
+                  "(paper Table 7); set --config.anchors.bn_no_shift=False")
+  if config.input.multiscale_sizes:
+    errors.append("--config.input.multiscale_sizes: not supported by model.detector="
+                  "faster_rcnn; leave it empty")
+  source = config.model.init_from
+  if source and not (os.path.isfile(source) and source.endswith(".npz")):
+    errors.append(f"--config.model.init_from={source!r}: model.detector=faster_rcnn starts "
+                  "from an ImageNet ResNet .npz (experiments/tools/"
+                  "convert_resnet_torchvision.py writes one); no such .npz file")
+  return errors
 
 
 def _init_from_errors(model) -> list[str]:

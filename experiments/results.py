@@ -23,7 +23,9 @@ from scipy import stats as scipy_stats
 from experiments import launcher, sweep_lib
 from experiments import workdir as wd
 
-METRIC_KEYS = ("AP50", "AP50_agnostic", "AP")   # eval.jsonl values the tables can show
+# eval.jsonl values the tables can show (fractions; RPN recall from Faster R-CNN runs)
+METRIC_KEYS = ("AP50", "AP50_agnostic", "AP", "RPN_recall@50", "RPN_recall@100",
+               "RPN_recall@300", "RPN_AR@100")
 CSV_FIELDS = ("name", "seed", "status", "row", "col", *METRIC_KEYS, "anchors_px",
               "anchors_step", "wall_s", "workdir")
 MISSING = "n/a"

@@ -1,6 +1,7 @@
 """The experiment configs: every variant loads and validates; the paper configs are the
 paper's recipes (schedule with no burn-in on top, one input size, Brainwash's native crops)."""
 import os
+import re
 
 import pytest
 
@@ -10,8 +11,11 @@ from tests import REPO
 
 PAPER = ("voc_yolov2.py", "voc_yolov2.py:544", "coco_yolov2.py", "brainwash_yolov2.py")
 RUNLOCAL = ("voc_yolov2.py:runlocal", "coco_yolov2.py:runlocal", "brainwash_yolov2.py:runlocal")
+RCNN = ("rcnn_synthetic.py", "rcnn_synthetic.py:tiny", "voc_faster_rcnn.py:07",
+        "voc_faster_rcnn.py:0712", "voc_faster_rcnn.py", "voc_faster_rcnn.py:runlocal",
+        "coco_faster_rcnn.py", "coco_faster_rcnn.py:runlocal")
 VARIANTS = ("synthetic.py", "synthetic.py:tiny", "synthetic.py:study", "synthetic.py:full",
-            *PAPER, *RUNLOCAL)
+            *PAPER, *RUNLOCAL, *RCNN)
 
 
 def _load(spec):
@@ -92,3 +96,42 @@ def test_runlocal_keeps_the_data_anchors_method_and_metric_at_laptop_size(spec):
   longer = config_lib.load(os.path.join(REPO, "configs", spec), ["--config.train.steps=4000"])
   assert (longer.anchors.soft_assign_steps, longer.anchors.cluster_steps,
           longer.train.checkpoint_every) == (1000, 1000, 2000)
+
+
+@pytest.mark.parametrize("spec, dataset, fpn, schedule, steps", [
+    ("voc_faster_rcnn.py:07", "voc07", False, ((0, 0.02), (12000, 0.002), (16000, 0.0002)),
+     18000),
+    ("voc_faster_rcnn.py:0712", "voc", False, ((0, 0.02), (12000, 0.002), (16000, 0.0002)),
+     18000),
+    ("voc_faster_rcnn.py:0712_fpn", "voc", True, ((0, 0.02), (12000, 0.002), (16000, 0.0002)),
+     18000),
+    ("coco_faster_rcnn.py", "coco", True, ((0, 0.02), (60000, 0.002), (80000, 0.0002)), 90000),
+])
+def test_table7_configs_are_detectron2_recipes_with_the_papers_method(spec, dataset, fpn,
+                                                                       schedule, steps):
+  c = _load(spec)
+  assert (c.model.detector, c.dataset.name, c.rcnn.fpn, c.rcnn.depth) == (
+      "faster_rcnn", dataset, fpn, 50)
+  assert tuple(map(tuple, c.train.lr_schedule)) == schedule and c.train.steps == steps
+  assert (c.train.batch_size, c.train.burn_in_steps, c.train.burn_in_power) == (16, 1000, 1.0)
+  assert (c.rcnn.norm, c.rcnn.freeze_at) == ("frozen_bn", 2)
+  # "without BN or soft assignment trick": T = 0, the ordinary head, clustering on.
+  assert (c.anchors.temperature, c.anchors.bn_no_shift, c.anchors.cluster_weight) == (
+      0.0, False, 1.0)
+  assert (c.eval.nms_iou, c.eval.score_thresh, c.eval.max_dets) == (0.5, 0.05, 100)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("anchors.temperature", 2.0, "no soft (Eq. 10) warm-up"),
+    ("anchors.bn_no_shift", True, "no BN-without-shift head"),
+    ("rcnn.rpn_neg_iou", 0.8, "must be <= rpn_pos_iou"),
+    ("rcnn.anchor_sizes", (32, 64), "one size per level P2-P6"),
+    ("rcnn.depth", 42, "choose one of"),
+    ("model.init_from", "/no/such/resnet.npz", "no such .npz file"),
+])
+def test_bad_rcnn_keys_are_named(key, value, message):
+  c = _load("rcnn_synthetic.py")
+  section, leaf = key.split(".")
+  c[section][leaf] = value
+  with pytest.raises(config_lib.ConfigError, match=re.escape(message)):
+    config_lib.validate(c)

@@ -32,7 +32,7 @@ from absl import flags
 from anchor_jax.data import augment as augment_lib
 from anchor_jax.data import coco_json, synthetic, tfds_datasets, voc_folder
 
-DATASETS = ("synthetic", "voc", "coco", "brainwash", "voc_folder", "coco_json")
+DATASETS = ("synthetic", "voc", "voc07", "coco", "brainwash", "voc_folder", "coco_json")
 LOADERS = ("thread", "grain")   # dataset.loader: who prepares batches when dataset.workers > 0
 _ENDLESS = 10 ** 12             # steps a stream can serve (the loop stops it at train.steps)
 
@@ -65,8 +65,9 @@ def build_dataset(config, split: str):
     return _first(coco_json.CocoJsonDataset(
         split=d.train_split if split == "train" else d.eval_split,
         image_dir=d.image_dir or None, **common), limit)
-  if name in ("voc", "coco", "brainwash"):
-    cls = {"voc": tfds_datasets.VocDataset, "coco": tfds_datasets.CocoDataset,
+  if name in ("voc", "voc07", "coco", "brainwash"):
+    cls = {"voc": tfds_datasets.VocDataset, "voc07": tfds_datasets.Voc07Dataset,
+           "coco": tfds_datasets.CocoDataset,
            "brainwash": tfds_datasets.BrainwashDataset}[name]
     return _first(cls(split=split, **common), limit)
   raise ValueError(f"Unknown dataset.name={name!r}; choose one of {DATASETS}.")

@@ -13,6 +13,8 @@ what to run.
 Splits (``split`` = 'train' | 'eval', or a name below):
 * ``voc``: train = voc/2007 train+validation + voc/2012 train+validation (07+12
   trainval, 16,551 images); eval = voc/2007 test (4,952). Difficult flags kept.
+* ``voc07``: train = voc/2007 train+validation alone (07 trainval, 5,011 images); eval =
+  voc/2007 test (the paper's "VOC 07" rows, e.g. Table 7's Faster R-CNN).
 * ``coco``: train = coco/2017 train; eval = coco/2017 validation. TFDS labels are
   contiguous indices into the category names of the JSON it was built from; TFDS keeps
   only the names, which ``coco_categories`` maps back to the official ids
@@ -42,6 +44,8 @@ _VOC_TRAIN = (("voc/2007", "train"), ("voc/2007", "validation"),
 PARTS = {
     "voc": {"train": _VOC_TRAIN, "eval": (("voc/2007", "test"),),
             "test": (("voc/2007", "test"),)},
+    "voc07": {"train": _VOC_TRAIN[:2], "eval": (("voc/2007", "test"),),
+              "test": (("voc/2007", "test"),)},
     "coco": {"train": (("coco/2017", "train"),), "eval": (("coco/2017", "validation"),),
              "validation": (("coco/2017", "validation"),)},
     "brainwash": {"train": (("brainwash", "train"),), "eval": (("brainwash", "test"),),
@@ -159,7 +163,7 @@ class TfdsDetectionDataset(detection.DetectionDataset):
     yxyx = np.asarray(objects["bbox"], np.float64).reshape(-1, 4)  # [n, 4] normalised
     boxes = np.round(yxyx[:, [1, 0, 3, 2]] * [width, height, width, height], PIXEL_DECIMALS)
     n = len(boxes)
-    flag = {"voc": "is_difficult", "coco": "is_crowd"}.get(self.dataset)
+    flag = {"voc": "is_difficult", "voc07": "is_difficult", "coco": "is_crowd"}.get(self.dataset)
     difficult = np.asarray(objects[flag], bool).reshape(n) if flag else np.zeros(n, bool)
     clean, keep, fixed, dropped = detection.clean_boxes(boxes, height, width)
     with self._stats_lock:
@@ -194,6 +198,11 @@ class VocDataset(TfdsDetectionDataset):
   """TFDS VOC 07+12 trainval (train) / 07 test (eval): ``dataset.name=voc``."""
   DATASET = "voc"
   pixel_convention = "voc"   # the devkit's inclusive pixel corners
+
+
+class Voc07Dataset(VocDataset):
+  """TFDS VOC 2007 trainval (train) / 2007 test (eval): ``dataset.name=voc07``."""
+  DATASET = "voc07"
 
 
 class CocoDataset(TfdsDetectionDataset):

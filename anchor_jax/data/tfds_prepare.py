@@ -12,7 +12,8 @@ import tensorflow_datasets as tfds
 
 from anchor_jax.data import brainwash, brainwash_builder, detection, tfds_datasets
 
-TFDS_NAMES = {"voc": ("voc/2007", "voc/2012"), "coco": ("coco/2017",), "brainwash": ("brainwash",)}
+TFDS_NAMES = {"voc": ("voc/2007", "voc/2012"), "voc07": ("voc/2007",), "coco": ("coco/2017",),
+              "brainwash": ("brainwash",)}
 FILE_FORMAT = "array_record"
 
 

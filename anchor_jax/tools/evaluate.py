@@ -92,8 +92,9 @@ def evaluate_workdir(workdir: str, *, export_path: str | None = None) -> dict:
     config = ml_collections.ConfigDict(meta["config"])
   eval_ds = pipeline.build_dataset(config, "eval")
   num_classes = config.dataset.num_classes or len(eval_ds.class_names)
-  model = yolov2.from_config(config, num_classes=num_classes,
-                             anchors=[[1.0, 1.0]] * config.anchors.num)
+  placeholder = train.initial_anchors(config, None) if train.is_rcnn(config) \
+      else [[1.0, 1.0]] * config.anchors.num   # only shapes the params: the saved ones are used
+  model = train.build_model(config, num_classes=num_classes, anchors=placeholder)
   evaluator = runner.Evaluator(config, eval_ds, model=model)
   result = evaluator.run(state["params"], state["batch_stats"], export_path=export_path)
   workdir_lib.append_eval(workdir, step, "eval", result)
@@ -105,6 +106,9 @@ def evaluate_pretrained(config, *, export_path: str | None = None) -> dict:
   detector: ``init_parts=all``) on the config's eval split; writes nothing but
   ``export_path``."""
   config_lib.validate(config)
+  if train.is_rcnn(config):
+    raise cli.UsageError("model.detector=faster_rcnn: its init_from is an ImageNet backbone "
+                         "(no detector to score); train a run and use --workdir")
   if not config.model.init_from:
     raise cli.UsageError("--config without --workdir evaluates the weights of "
                          "--config.model.init_from (a darknet .weights file or a workdir)")

@@ -10,7 +10,8 @@
   ``lr * weight_decay * param``).
 * Weight decay on convolution/dense kernels only (``.../kernel``), never on
   biases, BatchNorm parameters or anchors.
-* The anchors (``params['head']['anchor_log_wh']``) get the same optimiser without
+* The anchors (the leaf ``anchor_log_wh``: YOLOv2's ``params['head']['anchor_log_wh']``,
+  Faster R-CNN's ``params['rpn']['anchor_log_wh']``) get the same optimiser without
   weight decay (SGD+momentum, or Adam) with their own learning-rate multiplier;
   with ``anchors.optimize=False``
   (Baseline) their update is exactly zero, so they stay bit-identical while the
@@ -29,7 +30,7 @@ import optax
 
 from anchor_jax import config_lib
 
-ANCHOR_PARAM = ("head", "anchor_log_wh")
+ANCHOR_LEAF = "anchor_log_wh"   # the learnable anchors' param name, in any module
 
 
 def lr_schedule(lrs: Sequence[Sequence[float]], *, burn_in_steps: int = 0,
@@ -99,14 +100,20 @@ def _path_str(path) -> str:
   return "/".join(str(getattr(k, "key", k)) for k in path)
 
 
-def param_labels(params, *, optimize_anchors: bool):
-  """'anchors' / 'frozen' for the anchor leaf, 'decay' for kernels, 'no_decay' otherwise."""
+def param_labels(params, *, optimize_anchors: bool, frozen=None):
+  """'anchors' / 'frozen' for the anchor leaf, 'decay' for kernels, 'no_decay' otherwise;
+  'frozen' also wherever the optional bool pytree ``frozen`` (same structure) is True
+  (Faster R-CNN's frozen BatchNorm and backbone stages)."""
   def label(path, _):
     name = _path_str(path)
-    if name.endswith("/".join(ANCHOR_PARAM)):
+    if name == ANCHOR_LEAF or name.endswith("/" + ANCHOR_LEAF):
       return "anchors" if optimize_anchors else "frozen"
     return "decay" if re.search(r"(^|/)kernel$", name) else "no_decay"
-  return jax.tree_util.tree_map_with_path(label, params)
+  labels = jax.tree_util.tree_map_with_path(label, params)
+  if frozen is None:
+    return labels
+  return jax.tree.map(lambda lab, f: "frozen" if f and lab != "anchors" else lab,
+                      labels, frozen)
 
 
 OPTIMIZERS = config_lib.OPTIMIZERS   # the values train.optimizer may take
@@ -115,13 +122,14 @@ OPTIMIZERS = config_lib.OPTIMIZERS   # the values train.optimizer may take
 def make_optimizer(*, lr: optax.Schedule, momentum: float, weight_decay: float,
                    anchor_lr_mult: float, optimize_anchors: bool, params,
                    optimizer: str = "sgd", adam_b2: float = 0.999,
-                   adam_eps: float = 1e-8) -> optax.GradientTransformation:
+                   adam_eps: float = 1e-8, frozen=None) -> optax.GradientTransformation:
   """The optimiser of ``optimizer`` with per-group weight decay and the anchors' rules.
 
   ``sgd``: SGD with ``momentum``; kernels get L2 decay ``weight_decay * param`` added to
   the gradient. ``adamw``: Adam with b1 = ``momentum``, b2 = ``adam_b2``; kernels get
   decoupled decay (``optax.adamw``), the other groups plain Adam. Either way the anchors
-  use ``lr * anchor_lr_mult`` and no decay, and the frozen group a zero update.
+  use ``lr * anchor_lr_mult`` and no decay, and the frozen group (the Baseline's anchors,
+  and the leaves where the bool pytree ``frozen`` is True) a zero update.
   """
   if optimizer not in OPTIMIZERS:
     raise ValueError(f"train.optimizer={optimizer!r}: choose one of {OPTIMIZERS}.")
@@ -142,4 +150,4 @@ def make_optimizer(*, lr: optax.Schedule, momentum: float, weight_decay: float,
     }
   transforms["frozen"] = optax.set_to_zero()
   return optax.multi_transform(
-      transforms, param_labels(params, optimize_anchors=optimize_anchors))
+      transforms, param_labels(params, optimize_anchors=optimize_anchors, frozen=frozen))

@@ -11,6 +11,11 @@
     ``all`` every layer; the head (prediction conv and t_w/t_h BatchNorm) is
     re-initialised when the class count or class names differ from this run's data.
 
+For ``model.detector=faster_rcnn``, ``model.init_from`` is an ImageNet ResNet ``.npz``
+(``model/resnet_weights.py``: its key layout; ``experiments/tools/convert_resnet_torchvision.py``
+writes one): it fills the backbone, the FPN and heads start fresh, the anchors come from
+``rcnn.anchor_sizes`` x ``rcnn.aspect_ratios``.
+
 Anchors (``model.keep_source_anchors``, default True): with ``init_parts=all`` the run
 starts from the source's anchors (a workdir's learned ones, a darknet cfg's
 ``anchors=``); False starts from ``anchors.init`` instead. ``init_parts=backbone`` always
@@ -27,7 +32,7 @@ from absl import logging
 from flax import traverse_util
 
 from anchor_jax.errors import UserError
-from anchor_jax.model import darknet_cfg, darknet_weights
+from anchor_jax.model import darknet_cfg, darknet_weights, resnet_weights
 from anchor_jax.training import checkpoint as ckpt_lib
 
 
@@ -40,7 +45,8 @@ class Start:
   """Params and BatchNorm statistics to start from, and where each part came from."""
   params: dict
   batch_stats: dict
-  anchors: np.ndarray   # [A, 2] grid units, as in params['head']['anchor_log_wh']
+  anchors: np.ndarray   # [A, 2] grid units (params['head']['anchor_log_wh']); Faster
+                        # R-CNN: [L, A, 2] pixels (params['rpn']['anchor_log_wh'])
   report: str           # one line for the log: what was loaded, what kept fresh
 
 
@@ -48,6 +54,13 @@ def initialise(config, model, params, batch_stats, *, class_names) -> Start:
   """Fresh (host) ``params``/``batch_stats`` of ``model`` with ``config.model.init_from``'s
   weights put in, as the module docstring says. ``class_names``: this run's classes."""
   source = config.model.init_from
+  if config.model.detector == "faster_rcnn":
+    params, batch_stats = resnet_weights.load_npz(source, params, batch_stats)
+    anchors = np.exp(np.asarray(params["rpn"]["anchor_log_wh"], np.float64))
+    report = (f"ImageNet ResNet backbone from {os.path.basename(source)}; FPN, RPN and box "
+              "head fresh, anchors from rcnn.anchor_sizes x aspect_ratios")
+    logging.info("init_from %s: %s", source, report)
+    return Start(params, batch_stats, anchors, report)
   if os.path.isdir(source):
     params, batch_stats, report = _from_workdir(config, params, batch_stats,
                                                 class_names=list(class_names))

@@ -29,9 +29,9 @@ from anchor_jax.core.region import STRIDE
 from anchor_jax.data import pipeline
 from anchor_jax.errors import UserError
 from anchor_jax.evaluation import runner
-from anchor_jax.model import yolov2
+from anchor_jax.model import faster_rcnn, yolov2
 from anchor_jax.training import checkpoint as ckpt_lib
-from anchor_jax.training import logs, optim, parallel, pretrained
+from anchor_jax.training import logs, optim, parallel, pretrained, rcnn_step
 
 TRAIN_KEYS = ("image", "boxes", "labels", "mask", "difficult")   # what the step reads
 
@@ -74,9 +74,39 @@ def make_schedules(config) -> Schedules:
       cluster_weight=optim.warmup_schedule(a.cluster_weight, a.cluster_steps))
 
 
+def is_rcnn(config) -> bool:
+  return config.model.get("detector", "yolov2") == "faster_rcnn"   # absent in older runs
+
+
+def anchor_units(config) -> tuple[tuple[str, str], int]:
+  """(param path of the anchors, input pixels per anchor unit): YOLOv2's anchors are in
+  grid cells of its stride-32 output; Faster R-CNN's (one set per FPN level) in pixels."""
+  if is_rcnn(config):
+    return ("rpn", optim.ANCHOR_LEAF), 1
+  return ("head", optim.ANCHOR_LEAF), STRIDE
+
+
+def anchor_values(config, params) -> np.ndarray:
+  """The anchors in ``params`` as [K, 2] (w, h) in anchor units (levels flattened)."""
+  (module, leaf), _ = anchor_units(config)
+  return np.exp(np.asarray(params[module][leaf], np.float64)).reshape(-1, 2)
+
+
+def build_model(config, *, num_classes: int, anchors, axis_name: str | None = None):
+  """The flax module of ``model.detector`` (``axis_name``: pmap axis of cross-device BN)."""
+  if is_rcnn(config):
+    return faster_rcnn.from_config(config, num_classes=num_classes, anchors=anchors,
+                                   axis_name=axis_name)
+  return yolov2.from_config(config, num_classes=num_classes, anchors=anchors,
+                            axis_name=axis_name)
+
+
 def initial_anchors(config, train_ds) -> np.ndarray:
-  """[A, 2] grid units from ``anchors.init`` (fitted to the training boxes for k-means,
-  autoanchor and calc_anchors)."""
+  """YOLOv2: [A, 2] grid units from ``anchors.init`` (fitted to the training boxes for
+  k-means, autoanchor and calc_anchors). Faster R-CNN: [L, A, 2] pixels from
+  ``rcnn.anchor_sizes`` x ``rcnn.aspect_ratios``."""
+  if is_rcnn(config):
+    return np.asarray(faster_rcnn.default_anchors(config), np.float64)
   boxes_wh = None
   if config.anchors.init in anchors_lib.DATA_INITS:
     boxes_wh = pipeline.train_box_shapes(train_ds, config) / STRIDE
@@ -92,30 +122,56 @@ def loss_options(config) -> dict:
               assign_metric=config.anchors.assign_metric)
 
 
-def train_step(state: TrainState, batch: dict, *, model, tx, schedules: Schedules,
-               loss_kwargs: dict, prior_scale: float, prior_steps: int):
-  """One SGD step on this device's share of the global batch (run under pmap).
-
-  Each device returns its share of the global loss (``yolo_loss(axis_name=)``),
-  so gradients and logged terms are *summed* over devices.
-  """
-  step = state.step
-  temperature = schedules.temperature(step)
-  cluster_weight = schedules.cluster_weight(step)
-  prior = jnp.where(step < prior_steps, prior_scale, 0.0)
-  images = batch["image"].astype(jnp.float32) / 255.0            # [b, S, S, 3]
-  gt_mask = batch["mask"] & ~batch["difficult"]   # darknet trains on non-difficult GTs
-
-  def loss_fn(params):
-    out, updates = model.apply({"params": params, "batch_stats": state.batch_stats},
+def yolo_loss_fn(model, loss_kwargs: dict):
+  """YOLOv2's loss of (params, batch_stats, batch) -> (loss, terms, batch_stats)."""
+  def loss_fn(params, batch_stats, batch, *, step, temperature, cluster_weight, prior):
+    del step
+    images = batch["image"].astype(jnp.float32) / 255.0          # [b, S, S, 3]
+    gt_mask = batch["mask"] & ~batch["difficult"]   # darknet trains on non-difficult GTs
+    out, updates = model.apply({"params": params, "batch_stats": batch_stats},
                                images, train=True, mutable=["batch_stats"])
     total, terms = losses.yolo_loss(
         out, params["head"]["anchor_log_wh"], batch["boxes"], batch["labels"], gt_mask,
         temperature=temperature, cluster_weight=cluster_weight, prior_scale=prior,
         axis_name=parallel.AXIS, **loss_kwargs)
-    return total, (terms, updates["batch_stats"])
+    return total, terms, updates["batch_stats"]
+  return loss_fn
 
-  (loss, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+
+def rcnn_loss_fn(model, rcnn_config, *, seed: int):
+  """Faster R-CNN's loss (``rcnn_step.rcnn_loss``) with a random key per (step, image)."""
+  def loss_fn(params, batch_stats, batch, *, step, temperature, cluster_weight, prior):
+    del temperature, prior   # no soft assignment, no darknet prior term (config_lib checks)
+    local = batch["image"].shape[0]
+    keys = rcnn_step.image_keys(
+        jax.random.fold_in(jax.random.key(seed), step),
+        first=jax.lax.axis_index(parallel.AXIS) * local, count=local)
+    return rcnn_step.rcnn_loss(model, params, batch_stats, batch, keys=keys,
+                               cluster_weight=cluster_weight, cfg=rcnn_config,
+                               num_devices=jax.lax.psum(1, parallel.AXIS))
+  return loss_fn
+
+
+def train_step(state: TrainState, batch: dict, *, loss_fn, tx, schedules: Schedules,
+               prior_scale: float, prior_steps: int):
+  """One SGD step on this device's share of the global batch (run under pmap).
+
+  ``loss_fn`` returns this device's share of the global loss (``yolo_loss(axis_name=)``,
+  ``rcnn_loss(num_devices=)``), so gradients and logged terms are *summed* over devices.
+  """
+  step = state.step
+  temperature = schedules.temperature(step)
+  cluster_weight = schedules.cluster_weight(step)
+  prior = jnp.where(step < prior_steps, prior_scale, 0.0)
+
+  def objective(params):
+    total, terms, batch_stats = loss_fn(params, state.batch_stats, batch, step=step,
+                                        temperature=temperature,
+                                        cluster_weight=cluster_weight, prior=prior)
+    return total, (terms, batch_stats)
+
+  (loss, (terms, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
+      state.params)
   grads = jax.lax.psum(grads, parallel.AXIS)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
@@ -140,7 +196,9 @@ def init_params(model, *, image_size: int, seed: int):
 def create_state(config, model, schedules: Schedules):
   """-> (optimiser, fresh host-side TrainState) for ``config``."""
   params, batch_stats = init_params(model, image_size=config.input.image_size, seed=config.seed)
-  tx = optim.make_optimizer(
+  # Faster R-CNN: frozen BN's scale/bias and the stages up to rcnn.freeze_at get no update.
+  frozen = faster_rcnn.frozen_mask(model, params) if is_rcnn(config) else None
+  tx = optim.make_optimizer(frozen=frozen,
       lr=schedules.lr, momentum=config.train.momentum, weight_decay=config.train.weight_decay,
       anchor_lr_mult=config.anchors.lr_mult, optimize_anchors=config.anchors.optimize,
       params=params, optimizer=config.train.optimizer, adam_b2=config.train.adam_b2,
@@ -162,8 +220,12 @@ def start_from_pretrained(config, model, tx, state: TrainState, class_names):
 
 def make_train_step(config, model, tx, schedules: Schedules):
   """``train_step`` with everything but (state, batch) bound, ready for pmap."""
+  if config.model.detector == "faster_rcnn":
+    loss_fn = rcnn_loss_fn(model, config.rcnn, seed=config.seed)
+  else:
+    loss_fn = yolo_loss_fn(model, loss_options(config))
   return functools.partial(
-      train_step, model=model, tx=tx, schedules=schedules, loss_kwargs=loss_options(config),
+      train_step, loss_fn=loss_fn, tx=tx, schedules=schedules,
       prior_scale=config.loss.prior_scale,
       prior_steps=config.loss.prior_images // config.train.batch_size)
 
@@ -242,10 +304,11 @@ def _train(config, workdir: str) -> dict:
 
   # ---------------------------------------------------------------- model and anchors
   init_anchors = initial_anchors(config, train_ds)
-  model = yolov2.from_config(config, num_classes=num_classes, anchors=init_anchors,
-                             axis_name=parallel.AXIS)
+  _, anchor_stride = anchor_units(config)
+  model = build_model(config, num_classes=num_classes, anchors=init_anchors,
+                      axis_name=parallel.AXIS)
   schedules = make_schedules(config)
-  evaluator = runner.Evaluator(config, eval_ds, model=yolov2.from_config(   # checks the metric
+  evaluator = runner.Evaluator(config, eval_ds, model=build_model(   # checks the metric
       config, num_classes=num_classes, anchors=init_anchors))
 
   # ---------------------------------------------------------------- optimiser and state
@@ -327,7 +390,8 @@ def _train(config, workdir: str) -> dict:
 
   step = start_step
   if start_step == 0 and is_primary:
-    logger.anchors(0, init_anchors, stride=STRIDE, counts=np.zeros(len(init_anchors)))
+    flat = np.reshape(init_anchors, (-1, 2))
+    logger.anchors(0, flat, stride=anchor_stride, counts=np.zeros(len(flat)))
   try:
     for step, batch in stream:
       if step >= config.train.steps or stop.stop:
@@ -347,8 +411,8 @@ def _train(config, workdir: str) -> dict:
                        cluster_weight=last["cluster_weight"],
                        **{f"data/{k}": v for k, v in train_ds.stats.items()})
         logger.scalars(done, scalars)
-        anchors_now = np.exp(parallel.unreplicate(state.params["head"]["anchor_log_wh"]))
-        logger.anchors(done, anchors_now, stride=STRIDE, counts=counts)
+        anchors_now = anchor_values(config, parallel.unreplicate(state.params))
+        logger.anchors(done, anchors_now, stride=anchor_stride, counts=counts)
       if done % config.train.checkpoint_every == 0 and done != config.train.steps:
         check_history()
         save(done)
@@ -366,12 +430,13 @@ def _train(config, workdir: str) -> dict:
     logger.close()
     checkpointer.close()
 
-  learned = np.exp(np.asarray(host_state().params["head"]["anchor_log_wh"]))
+  learned = anchor_values(config, host_state().params)
+  init_anchors = np.reshape(init_anchors, (-1, 2))
   # train_s: the loop's wall time this session (compile and evals included).
   train_s, steps_run = time.time() - logger.t0, step - logger.start_step
   summary = {"step": step, "total_steps": config.train.steps, "initial_anchors": init_anchors,
-             "learned_anchors": learned, "initial_anchors_px": init_anchors * STRIDE,
-             "learned_anchors_px": learned * STRIDE, "eval": eval_result,
+             "learned_anchors": learned, "initial_anchors_px": init_anchors * anchor_stride,
+             "learned_anchors_px": learned * anchor_stride, "eval": eval_result,
              "stopped_early": stop.stop, "signal": stop.signal_name, "plot": None,
              "checkpoint": os.path.join(checkpointer.directory, str(step)),
              "steps_run": steps_run, "train_s": train_s,
@@ -385,9 +450,11 @@ def anchor_plot(config, train_ds, init_anchors, learned, workdir, *, step: int) 
   """anchors.png: the training boxes in (w, h) px on log axes with initial, k-means and
   learned anchors (paper Figure 2), titled with dataset, input size and step."""
   boxes_px = pipeline.train_box_shapes(train_ds, config)
-  kmeans_px = anchors_lib.kmeans_iou(boxes_px, config.anchors.num, seed=config.seed)
-  sets = {f"initial ({config.anchors.init})": init_anchors * STRIDE,
-          "k-means (1 - IoU)": kmeans_px, f"learned (step {step})": learned * STRIDE}
+  _, stride = anchor_units(config)
+  kmeans_px = anchors_lib.kmeans_iou(boxes_px, len(learned), seed=config.seed)
+  init_name = "rcnn.anchor_sizes x aspect_ratios" if is_rcnn(config) else config.anchors.init
+  sets = {f"initial ({init_name})": init_anchors * stride,
+          "k-means (1 - IoU)": kmeans_px, f"learned (step {step})": learned * stride}
   return plots.anchor_figure(
       boxes_px, sets, workdir_lib.path(workdir, workdir_lib.ANCHORS_PNG),
       title=plots.run_title(config, f"{len(boxes_px)} GT boxes and anchors",

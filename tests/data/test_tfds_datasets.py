@@ -93,6 +93,22 @@ def test_voc_07_12_trainval_concatenated_with_exact_boxes(voc):
   assert ds.stats == dict(skipped_images=0, dropped_boxes=0, fixed_boxes=0, truncated=0)
 
 
+def test_voc07_trains_on_2007_trainval_alone(voc):
+  """dataset.name=voc07 (the paper's "VOC 07" rows): the 2007 examples of voc, same boxes."""
+  data_dir, _ = voc
+  ds = tfds_datasets.Voc07Dataset(path=data_dir, split="train", max_boxes=4)
+  both = tfds_datasets.VocDataset(path=data_dir, split="train", max_boxes=4)
+  names = [ds.image_name(i) for i in range(len(ds))]
+  assert names == [both.image_name(i) for i in range(3)]      # 07 train + val, in that order
+  assert sorted(os.path.basename(n)[:-4] for n in names) == sorted(
+      VOC_SPLITS["2007"]["train"] + VOC_SPLITS["2007"]["val"])
+  for index in range(len(ds)):
+    for a, b in zip(ds.ground_truth(index), both.ground_truth(index)):
+      np.testing.assert_array_equal(a, b)                     # difficult flags included
+  evals = tfds_datasets.Voc07Dataset(path=data_dir, split="eval", max_boxes=4)
+  assert len(evals) == 3
+
+
 def test_voc_eval_is_07_test_and_matches_the_folder_reader(voc):
   data_dir, root = voc
   ds = tfds_datasets.VocDataset(path=data_dir, split="eval", max_boxes=4)

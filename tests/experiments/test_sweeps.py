@@ -11,7 +11,8 @@ from tests import REPO
 
 SWEEPS = ("table1.py:cpu", "table1.py:cpu_wide", "table1.py:paper", "table1.py:paper_coco",
           "table1.py:paper_brainwash", "table6.py:cpu_tiny", "table6.py:paper", "fig4.py:cpu",
-          "warmup_grid.py:cpu")
+          "warmup_grid.py:cpu", "table7.py:cpu", "table7.py:voc07", "table7.py:voc0712_fpn",
+          "table7.py:coco")
 
 
 def _configs(spec):
@@ -64,3 +65,16 @@ def test_table6_rows_switch_one_warmup_each():
       "Frozen+Soft+Clust+BN": (False, True, True, True),
   }
   assert np.isclose(t0(rows["Opt+Soft"]), 2.0) and np.isclose(lam0(rows["Opt+Soft+Clust"]), 1.0)
+
+
+@pytest.mark.parametrize("spec", ["table7.py:cpu", "table7.py:voc0712", "table7.py:coco"])
+def test_table7_is_faster_rcnn_with_the_papers_method(spec):
+  """Table 7: "without BN or soft assignment trick": both arms have T = 0 and the ordinary
+  head; Opt learns the anchors with the clustering warm-up, Baseline has neither."""
+  cols = {}
+  for run, config in _configs(spec):
+    s = train.make_schedules(config)
+    assert config.model.detector == "faster_rcnn"
+    assert float(s.temperature(0)) == 0.0 and not config.anchors.bn_no_shift
+    cols[run["col"]] = (config.anchors.optimize, float(s.cluster_weight(0)) > 0)
+  assert cols == {"Baseline": (False, False), "Opt": (True, True)}
