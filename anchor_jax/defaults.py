@@ -115,7 +115,8 @@ def from_scratch_rcnn(config: ml_collections.ConfigDict, *, steps: int, image_si
                       width: float) -> ml_collections.ConfigDict:
   """The Faster R-CNN CPU recipe: a ResNet-18 (``width`` x channels) with train-mode BN from
   random init, FPN, the standard anchor sizes scaled to ``image_size`` (32-512 px at 800),
-  fewer anchors and RoIs sampled per image, and the YOLOv2 CPU recipe's step schedule
+  fewer anchors and RoIs sampled per image, the anchors' lr x10, and the YOLOv2 CPU recipe's
+  step schedule
   (lr 2e-2 after a 100-step burn-in, x0.1 at 75 % and 95 %, the clustering warm-up over
   the first quarter, checkpoints and evals at halves, all following ``train.steps``)."""
   config.model.detector = "faster_rcnn"
@@ -131,6 +132,7 @@ def from_scratch_rcnn(config: ml_collections.ConfigDict, *, steps: int, image_si
   r.test_pre_nms = 1000
   config.anchors.temperature = 0.0
   config.anchors.bn_no_shift = False
+  config.anchors.lr_mult = 10.0          # as the YOLOv2 CPU recipe: anchors settle in the warm-up
   config.loss.prior_scale = 0.0
   t = config.train
   t.optimizer, t.momentum, t.weight_decay = "sgd", 0.9, 1e-4
@@ -243,7 +245,7 @@ def base_config() -> ml_collections.ConfigDict:
       depth=50,              # ResNet depth: 18 | 34 | 50 | 101 (model.width scales channels)
       fpn=True,              # P2-P6 with one anchor size per level; False: C4 (stride 16)
       norm="frozen_bn",      # frozen_bn (pretrained backbone) | bn (train-mode, from scratch)
-      freeze_at=2,           # stages below this get no update (2: stem + res2), frozen_bn only
+      freeze_at=2,           # stages up to this get no update and frozen BN (2: stem + res2)
       anchor_sizes=(32, 64, 128, 256, 512),   # input px
       aspect_ratios=(0.5, 1.0, 2.0),          # h / w
       anchor_offset=0.0,     # anchor centres at (cell + offset) * stride

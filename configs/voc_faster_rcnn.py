@@ -21,8 +21,9 @@ with power 1), x0.1 at 12k and 16k of 18k steps, weight decay 1e-4, frozen BN, s
 frozen), with two differences of this codebase: images are resized to one square size
 (``input.image_size`` 800, no aspect-preserving multi-scale 480-800), and without FPN the box
 head is the FPN's 2-fc head on RoIAlign 7x7 of C4 (Detectron2's C4 model runs res5 on 14x14
-RoIs). Learnable anchors are ``params['rpn']['anchor_log_wh']`` [L, A, 2] (log pixels); the
-anchor LR multiplier and the clustering warm-up length are the YOLOv2 study's (anchors.*).
+RoIs). Learnable anchors are ``params['rpn']['anchor_log_wh']`` [L, A, 2] (log pixels), with
+the network's lr (``anchors.lr_mult`` 1) and the clustering warm-up over the first 1500 steps
+(the paper's YOLOv2 length; it gives none for Faster R-CNN).
 Weights: ``model.init_from`` = an ImageNet ResNet-50 ``.npz``
 (``experiments/tools/convert_resnet_torchvision.py`` writes one from torchvision's file on a
 machine that has it; README "Faster R-CNN").

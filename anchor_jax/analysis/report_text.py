@@ -364,9 +364,11 @@ def train_blocks(summary: dict) -> list:
   if result is None:
     blocks.append(TABLE_INDENT + "not evaluated")
   else:
-    blocks.append(Table(None, [[f'AP50 at step {summary["step"]} (%)',
-                                pct(result.get("AP50"), 2)],
-                               ["class-agnostic AP50 (%)", pct(result.get("AP50_agnostic"), 2)]]))
+    rows = [[f'AP50 at step {summary["step"]} (%)', pct(result.get("AP50"), 2)],
+            ["class-agnostic AP50 (%)", pct(result.get("AP50_agnostic"), 2)]]
+    rows += [[f"RPN recall at {k} proposals, IoU 0.5 (%)", pct(result[f"RPN_recall@{k}"], 2)]
+             for k in (50, 100, 300) if result.get(f"RPN_recall@{k}") is not None]
+    blocks.append(Table(None, rows))
   files = [["checkpoint", summary.get("checkpoint") or MISSING]]
   if summary.get("plot"):
     files.append(["figure", summary["plot"]])

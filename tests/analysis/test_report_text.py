@@ -150,3 +150,20 @@ def test_inspect_report_heading_and_sets():
   assert "  1        160.0 x 160.0      5  16.0 x 16.0      3  16.0 x 16.0      3" in lines
   assert "  BPR, IoU >= 0.5 (%)                        0.0     80.0     80.0" in lines
   assert "  density  runs/d/inspect/anchors_density.png" in lines
+
+
+def test_train_summary_of_faster_rcnn_adds_rpn_recall():
+  summary = {"step": 4, "total_steps": 4, "initial_anchors_px": np.full((1, 2), 8.0),
+             "learned_anchors_px": np.full((1, 2), 9.0),
+             "eval": {"AP50": 0.5, "AP50_agnostic": 0.6, "RPN_recall@50": 0.25,
+                      "RPN_recall@100": 0.5, "RPN_recall@300": 0.75},
+             "checkpoint": "c"}
+  lines = rt.to_text(rt.train_blocks(summary)).splitlines()
+  assert lines[-7:-1] == [
+      "  AP50 at step 4 (%)                        50.00",
+      "  class-agnostic AP50 (%)                   60.00",
+      "  RPN recall at 50 proposals, IoU 0.5 (%)   25.00",
+      "  RPN recall at 100 proposals, IoU 0.5 (%)  50.00",
+      "  RPN recall at 300 proposals, IoU 0.5 (%)  75.00",
+      "",
+  ]
