@@ -291,8 +291,15 @@ def parse_error_message(error: Exception, argv) -> str:
   return text
 
 
+def _plain(value):
+  """Tuples as lists, as a checkpoint's JSON metadata stores them."""
+  if isinstance(value, (tuple, list)):
+    return [_plain(v) for v in value]
+  return value
+
+
 def fingerprint(config) -> dict:
-  return {key: _get(config, key) for key in STRUCTURAL}
+  return {key: _plain(_get(config, key)) for key in STRUCTURAL}
 
 
 def to_dict(config) -> dict:
