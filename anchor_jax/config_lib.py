@@ -51,6 +51,7 @@ CHOICES = {
     "train.optimizer": OPTIMIZERS,
     "train.lr_shape": LR_SHAPES,
     "model.max_pool": yolov2.MAX_POOLS,
+    "model.conv_grad": yolov2.CONV_GRADS,
 }
 POSITIVE_INTS = ("anchors.num", "train.steps", "train.batch_size", "train.log_every",
                  "train.checkpoint_every", "train.keep_checkpoints", "dataset.max_boxes",

@@ -208,6 +208,8 @@ def base_config() -> ml_collections.ConfigDict:
       width=1.0,             # channel multiplier
       bn_momentum=0.99,
       max_pool="window",     # window (nn.max_pool) | reshape (same values, ~5x faster gradient on CPU)
+      conv_grad="matmul",    # matmul (conv kernel gradients as matmuls on CPU, faster; XLA's
+                             # elsewhere) | xla (model/conv.py: same values up to round-off)
       obj_bias_prior=0.0,    # initial objectness p (bias logit(p), focal-loss prior); 0: zero bias
       dtype="float32",
       reorg="tf",            # passthrough channel order: tf (space-to-depth) | darknet (its

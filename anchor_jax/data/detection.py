@@ -90,8 +90,8 @@ class DetectionDataset:
 
   Subclasses set ``num_examples`` and implement ``_annotation(index) -> Annotation``
   and either ``_image_path(index)`` (file-based readers), ``_image(index) -> uint8
-  [H, W, 3]`` (raising ``image_io.ImageError`` for an image that cannot be read), or
-  ``_read(index)`` returning both when one read serves both.
+  [H, W, 3]`` or a PIL RGB image (raising ``image_io.ImageError`` for an image that cannot
+  be read), or ``_read(index)`` returning both when one read serves both.
   ``augment_config`` (an ``augment.AugmentConfig``) is passed as ``cfg`` to
   ``augment.augment`` for training batches.
   """
@@ -138,11 +138,12 @@ class DetectionDataset:
   def _image_path(self, index: int) -> str:
     raise NotImplementedError
 
-  def _image(self, index: int) -> np.ndarray:
-    """Decodes ``_image_path(index)``; file-based readers only implement that hook."""
+  def _image(self, index: int):
+    """Decodes ``_image_path(index)`` to a PIL image (augmentation takes it without an
+    array copy); file-based readers only implement that hook."""
     path = self._image_path(index)
     try:
-      return image_io.decode_rgb(path)
+      return image_io.decode_image(path)
     except image_io.ImageError as e:
       raise image_io.ImageError(f"{path}: {e}") from e
 
@@ -207,16 +208,17 @@ class DetectionDataset:
                orig_hw=np.zeros((b, 2), np.int32), replaced=np.zeros(b, bool))
     for row, index in enumerate(indices):
       used, ann, image = self._read_readable(self._check(int(index)))
-      if image.shape[:2] != (ann.height, ann.width):
+      height, width = augment_lib.image_hw(image)
+      if (height, width) != (ann.height, ann.width):
         # Boxes stay in the declared frame; the image is taken as a rescaled copy.
         logging.log_first_n(logging.WARNING, "%s: image is %dx%d but annotated as %dx%d", 10,
-                            ann.name, image.shape[1], image.shape[0], ann.width, ann.height)
+                            ann.name, width, height, ann.width, ann.height)
       seed = None if seeds is None else int(seeds[row])
-      image, boxes, labels, difficult = self._transform(ann, image, size=s, seed=seed)
+      boxes, labels, difficult = self._transform(ann, image, size=s, seed=seed,
+                                                 out=out["image"][row])
       order = np.argsort(difficult, kind="stable")[:m]  # non-difficult first
       self._add_stats(truncated=len(labels) - len(order))
       k = len(order)
-      out["image"][row] = image
       out["boxes"][row, :k] = boxes[order]
       out["labels"][row, :k] = labels[order]
       out["difficult"][row, :k] = difficult[order]
@@ -253,16 +255,20 @@ class DetectionDataset:
     raise DataNotFoundError(f"None of the {self.num_examples} images can be read "
                             "(see the warnings above).")
 
-  def _transform(self, ann: Annotation, image: np.ndarray, *, size: int, seed):
-    """Eval resize or augmentation. Returns image [S, S, 3], boxes [n, 4] in [0, 1],
-    labels [n], difficult [n]."""
+  def _transform(self, ann: Annotation, image, *, size: int, seed, out: np.ndarray):
+    """Eval resize or augmentation of ``image`` into ``out`` [S, S, 3]. Returns boxes
+    [n, 4] in [0, 1], labels [n], difficult [n]."""
     if seed is None:
+      out[...] = image_io.resize_square(image, size)
       boxes = ann.boxes / np.array([ann.width, ann.height] * 2, np.float64)
-      return image_io.resize_square(image, size), boxes, ann.labels, ann.difficult
-    h, w = image.shape[:2]
+      return boxes, ann.labels, ann.difficult
+    h, w = augment_lib.image_hw(image)
     boxes_px = ann.boxes * np.array([w / ann.width, h / ann.height] * 2)
-    image, boxes_px, labels, keep = augment_lib.augment(
-        image, boxes_px, ann.labels, out_size=size, seed=seed, cfg=self.augment_config)
+    pixels, boxes_px, labels, keep = augment_lib.augment(
+        image, boxes_px, ann.labels, out_size=size, seed=seed, cfg=self.augment_config,
+        out=out)
+    if pixels is not out:
+      out[...] = pixels
     boxes = np.asarray(boxes_px, np.float64).reshape(-1, 4) / size
     keep = np.asarray(keep, np.int64).reshape(-1)
-    return image, boxes, np.asarray(labels, np.int32), ann.difficult[keep]
+    return boxes, np.asarray(labels, np.int32), ann.difficult[keep]

@@ -45,18 +45,29 @@ def image_hw(source: Source) -> tuple[int, int]:
   return height, width
 
 
-def decode_rgb(source: Source) -> np.ndarray:
-  """uint8 [H, W, 3]: grey, palette, CMYK and alpha images are converted to RGB."""
+def decode_image(source: Source) -> Image.Image:
+  """A decoded PIL RGB image: grey, palette, CMYK and alpha images are converted to RGB.
+  What the training path takes (``augment.augment``): it saves ``decode_rgb``'s copy."""
   try:
     with _open(source) as im:
       im.load()  # decodes fully now: a truncated file fails here, not later
-      return np.asarray(im.convert("RGB"), np.uint8)
+      return im if im.mode == "RGB" else im.convert("RGB")
   except _PIL_ERRORS as e:
     raise ImageError(str(e)) from e
 
 
-def resize_square(image: np.ndarray, size: int) -> np.ndarray:
-  """uint8 [H, W, 3] -> uint8 [size, size, 3]: the whole image, aspect not kept (no letterbox)."""
+def decode_rgb(source: Source) -> np.ndarray:
+  """uint8 [H, W, 3]: grey, palette, CMYK and alpha images are converted to RGB."""
+  return np.asarray(decode_image(source), np.uint8)
+
+
+def resize_square(image, size: int) -> np.ndarray:
+  """uint8 [H, W, 3] (or a PIL RGB image) -> uint8 [size, size, 3]: the whole image, aspect
+  not kept (no letterbox)."""
+  if isinstance(image, Image.Image):
+    if image.size == (size, size):
+      return np.asarray(image, np.uint8)
+    return np.asarray(image.resize((size, size), RESIZE_FILTER), np.uint8)
   if image.shape[:2] == (size, size):
     return image
   return np.asarray(Image.fromarray(image).resize((size, size), RESIZE_FILTER), np.uint8)

@@ -4,6 +4,7 @@ import colorsys
 import ml_collections
 import numpy as np
 import pytest
+from PIL import Image
 
 from anchor_jax.data import augment as aug
 from anchor_jax.data import image_io
@@ -133,6 +134,60 @@ def test_hsv_matches_colorsys_on_random_pixels():
     out = aug.distort_hsv(image, hue=hue, saturation=sat, exposure=exp)
     expected = np.array([[_hsv_reference(p, hue, sat, exp) for p in row] for row in image])
     np.testing.assert_allclose(out, expected, atol=1, err_msg=str((hue, sat, exp)))
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (1, 1), (64, 64)])
+def test_fast_hsv_equals_the_exact_reference(shape):
+  """distort_hsv (float32 hexcone identity) against distort_hsv_exact (darknet's formulas
+  in float64) on random pixels plus greys, pure colours and ties, for draws across the
+  knob ranges: at most 1 uint8 level (float32 rounding at a .5), on under 0.1 % of values
+  for random draws; round draws (f*k = 1 exactly) put many values on .5 ties, so only the
+  1-level bound holds for them."""
+  rng = np.random.default_rng(7)
+  image = rng.integers(0, 256, shape + (3,), dtype=np.uint8)
+  special = np.array([[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255],
+                      [255, 255, 0], [7, 7, 200], [200, 7, 7], [128, 128, 127]], np.uint8)
+  flat = image.reshape(-1, 3)
+  flat[:len(special)] = special[:len(flat)]
+  draws = [(0.0, 1.0, 1.0), (0.0, 1.5, 1 / 1.5), (0.0, 1 / 1.5, 1.5), (0.5, 1.0, 1.0),
+           (-0.5, 1.5, 1.5), (1 / 6, 1.0, 1.0)]
+  random = [tuple(rng.uniform([-0.5, 1 / 1.5, 1 / 1.5], [0.5, 1.5, 1.5])) for _ in range(12)]
+  random += [(0.0, *rng.uniform([1 / 1.5, 1 / 1.5], [1.5, 1.5])) for _ in range(4)]
+  for hue, sat, exp in draws + random:
+    fast = aug.distort_hsv(image, hue=hue, saturation=sat, exposure=exp)
+    exact = aug.distort_hsv_exact(image, hue=hue, saturation=sat, exposure=exp)
+    diff = np.abs(fast.astype(int) - exact)
+    assert diff.max() <= 1, (hue, sat, exp)
+    if (hue, sat, exp) in random:
+      assert (diff > 0).mean() < 1e-3, (hue, sat, exp)
+    np.testing.assert_array_equal(fast.reshape(-1, 3)[:len(special)],
+                                  exact.reshape(-1, 3)[:len(special)])
+    assert fast.flags.c_contiguous and fast.flags.writeable
+
+
+def test_augment_takes_pil_images_and_writes_into_out():
+  """A PIL image (image_io.decode_image) gives the array's result; ``out`` receives it (a
+  flipped draw included), the input is left as it was."""
+  rng = np.random.default_rng(8)
+  image = rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)
+  original = image.copy()
+  boxes, cfg = np.array([[5.0, 6.0, 50.0, 40.0]]), aug.AugmentConfig()
+  flips = set()
+  for seed in range(8):
+    flips.add(aug.sample_params(np.random.default_rng(seed), 70, 45, cfg).flip)
+    from_array = aug.augment(image, boxes, [3], out_size=48, seed=seed, cfg=cfg)
+    out = np.zeros((48, 48, 3), np.uint8)
+    from_pil = aug.augment(Image.fromarray(image), boxes, [3], out_size=48, seed=seed,
+                           cfg=cfg, out=out)
+    assert from_pil[0] is out
+    for a, b in zip(from_array, from_pil):
+      np.testing.assert_array_equal(a, b)
+  assert flips == {True, False}
+  np.testing.assert_array_equal(image, original)
+  with pytest.raises(ValueError, match="out must be"):
+    aug.augment(image, boxes, [3], out_size=48, seed=0, cfg=cfg, out=np.zeros((48, 47, 3), np.uint8))
+  with pytest.raises(ValueError, match="RGB image"):
+    aug.augment(Image.new("L", (8, 8)), boxes, [3], out_size=48, seed=0, cfg=cfg)
 
 
 def test_augment_applies_drawn_colour():

@@ -179,8 +179,8 @@ def test_augment_path_passes_seed_and_maps_flags(root, monkeypatch):
   maps its keep_index back to the difficult flags (a stand-in augmenter: no augment.py)."""
   calls = []
 
-  def augment(image, boxes_px, labels, *, out_size, seed, cfg):
-    calls.append((image.shape, seed, cfg))
+  def augment(image, boxes_px, labels, *, out_size, seed, cfg, out=None):
+    calls.append((np.asarray(image).shape, seed, cfg))   # a PIL image or an array
     keep = np.array([1])  # keep only the second box (000001's difficult cat), shifted
     out = np.full((out_size, out_size, 3), 7, np.uint8)
     return out, boxes_px[keep] / 2, labels[keep], keep
