@@ -43,11 +43,18 @@ load average 2.6-4.9; ``--repeats`` rounds in one run):
   1232, against 1286-1353 without flags in other runs: none beyond the noise;
   ``--xla_cpu_use_thunk_runtime=false`` is no longer supported (a warning, ignored).
 * Against PyTorch (2.13, eager, channels-last, 2 threads) in the same runs: ours / PyTorch
-  images/s 1.04 at row 1 (1353 vs 1408 ms) and 1.16 at row 2 (17.7 vs 20.5 s). These runs
-  were loaded: PyTorch's step was 3-4x its idle time (0.414 and 5.29 s in README's idle
-  run), ours ~2x, so the ratios overstate what an idle machine gives; the same-run
-  speed-up of our step (1.73x at row 2) is the robust figure.
-* The floor: XLA:CPU's forward convs at the small-channel shapes of row 1 (first conv
+  images/s 1.04 at row 1 (1353 vs 1408 ms, ``--repeats=5``); at row 2 1.16 in one run
+  (17.7 vs 20.5 s, ``--only=step --repeats=3``) and 0.67 in the full run (11.06 vs 7.39 s,
+  ``--row=2 --repeats=2``; 0.42 with ``conv_grad=xla``, 17.6 s). All runs were loaded and
+  PyTorch's step swung 7.4-20.5 s (idle: 5.29 s in README): its ratio is not stable here;
+  the same-run speed-up of our step (1.59-1.73x at row 2) is the robust figure.
+* Row 2 (full run): the conv chain fwd+bwd with the matmul kernel gradient is faster than
+  PyTorch's oneDNN convs at the same shapes (4.90 vs 6.39 s, 1.31x; forward alone 2.43 vs
+  1.55 s, 0.64x), yet the network's fwd+bwd is 10.05 s: BatchNorm 1.72 s (BN -> identity
+  8.33 s), and ~3.4 s more than the convs in LeakyReLU, max-pool, concat and their gradients
+  at 416 px. So at row 2 the convs are not the floor; that elementwise / layout work is the
+  next target (e.g. fusing BN + LeakyReLU into the conv's epilogue, which XLA:CPU does not).
+* The floor at row 1: XLA:CPU's forward convs at its small-channel shapes (first conv
   86 vs 34 ms, 16-32 channels at 64 px 13-15 vs 7 ms, per-layer table) are ~2x oneDNN's;
   no flag of this jaxlib routes them to oneDNN (``xla_cpu_use_onednn`` covers matmul /
   conv fusions and moved nothing here). What would move it: oneDNN- or XNNPACK-backed
