@@ -285,7 +285,7 @@ class YOLOv2(nn.Module):
       (``darknet_reorg``, for darknet's trained detectors).
     dtype: compute dtype of the backbone and head convs (``model.dtype``: bfloat16 for
       accelerators); params, the prediction conv, BN statistics and the output stay float32.
-    conv_grad: 'matmul' (the convs' kernel gradients as matrix products on CPU, ~2x faster
+    conv_grad: 'matmul' (the convs' kernel gradients as matrix products on CPU, 1.7x faster
       CPU train step; the same values up to float32 round-off; see ``conv.py``) or 'xla'.
   """
   num_classes: int

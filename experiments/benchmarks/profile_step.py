@@ -23,6 +23,45 @@ alike:
 The table gives ms, the share of the pmapped step and, where PyTorch ran the same work,
 PyTorch ms / ours (> 1: ours is faster; for the step, our images/s over PyTorch's).
 XLA flags: ``--xla_flags`` sets ``XLA_FLAGS`` before the backend starts.
+
+Findings (jax 0.10.2, 2 shared AMD EPYC cores, AVX2, every run under other engineers' load,
+load average 2.6-4.9; ``--repeats`` rounds in one run):
+
+* The largest cost was XLA:CPU's kernel gradient of the convs (``--per_layer``, row 1: sum of
+  fwd 314, dx 287, dw 459 ms; at 416 px dw took 2-7 s for one 3 x 3 conv at 104-208 px, 5-20x
+  its forward). ``model.conv_grad=matmul`` (``anchor_jax/model/conv.py``, now the default)
+  computes it as matmuls: row 2 step 30.6 -> 17.7 s (``--row=2 --repeats=3 --only=step``),
+  conv chain fwd+bwd at row 1 821 -> 646 ms; the row-1 step did not move measurably (1353 vs
+  1324 ms, its small-channel convs keep XLA's gradient).
+* Row 1 (``--repeats=5``): net fwd+bwd 91 % of the step (forward 28 %), BatchNorm ~15 %
+  (net with BN -> identity 1045 vs 1227 ms), the YOLO loss 0.1 % (1.3 ms), optimizer + psum
+  + pmap the remaining ~9 %. jit + shard_map instead of pmap: 5 % faster at row 1 (1286 vs
+  1353 ms; 1240 vs 1345 in another run), none at row 2 (17.79 vs 17.68 s): not adopted.
+  NCHW via dimension_numbers: forward 37 % slower (433 vs 316 ms), fwd+bwd the same.
+* XLA flags at row 1 (``--only=step,chain --repeats=3``): ``--xla_cpu_use_onednn=true``
+  1290 ms, ``--xla_cpu_multi_thread_eigen=false`` 1273, ``--xla_cpu_use_xnnpack=false``
+  1232, against 1286-1353 without flags in other runs: none beyond the noise;
+  ``--xla_cpu_use_thunk_runtime=false`` is no longer supported (a warning, ignored).
+* Against PyTorch (2.13, eager, channels-last, 2 threads) in the same runs: ours / PyTorch
+  images/s 1.04 at row 1 (1353 vs 1408 ms, ``--repeats=5``); at row 2 1.16 in one run
+  (17.7 vs 20.5 s, ``--only=step --repeats=3``) and 0.67 in the full run (11.06 vs 7.39 s,
+  ``--row=2 --repeats=2``; 0.42 with ``conv_grad=xla``, 17.6 s). All runs were loaded and
+  PyTorch's step swung 7.4-20.5 s (idle: 5.29 s in README): its ratio is not stable here;
+  the same-run speed-up of our step (1.59-1.73x at row 2) is the robust figure.
+* Row 2 (full run): the conv chain fwd+bwd with the matmul kernel gradient is faster than
+  PyTorch's oneDNN convs at the same shapes (4.90 vs 6.39 s, 1.31x; forward alone 2.43 vs
+  1.55 s, 0.64x), yet the network's fwd+bwd is 10.05 s: BatchNorm 1.72 s (BN -> identity
+  8.33 s), and ~3.4 s more than the convs in LeakyReLU, max-pool, concat and their gradients
+  at 416 px. So at row 2 the convs are not the floor; that elementwise / layout work is the
+  next target (e.g. fusing BN + LeakyReLU into the conv's epilogue, which XLA:CPU does not).
+* The floor at row 1: XLA:CPU's forward convs at its small-channel shapes (first conv
+  86 vs 34 ms, 16-32 channels at 64 px 13-15 vs 7 ms, per-layer table) are ~2x oneDNN's;
+  no flag of this jaxlib routes them to oneDNN (``xla_cpu_use_onednn`` covers matmul /
+  conv fusions and moved nothing here). What would move it: oneDNN- or XNNPACK-backed
+  convolution custom calls / thunks in XLA:CPU (the experimental oneDNN and XNN fusion
+  flags list only dot, eltwise and reduce today), or a conv as an im2col matmul per layer
+  where that wins (it did not in the forward at row 1's shapes: in a side test 1.5-17x
+  slower than XLA's forward at C <= 32).
 """
 import os
 import statistics
