@@ -7,7 +7,7 @@ import jax
 import numpy as np
 
 from anchor_jax import config_lib
-from anchor_jax.training import checkpoint, train
+from anchor_jax.training import checkpoint, parallel, train
 from tests import REPO
 
 
@@ -40,6 +40,19 @@ def train_tiny(workdir, **overrides):
   summary = train.train_and_evaluate(tiny_config(**overrides), workdir)
   step, state = restore_params(workdir, tiny_config(**overrides))
   return summary, step, state
+
+
+def run_pmapped(state, step_fn, batch, num_devices: int, steps: int = 2):
+  """``steps`` steps of ``step_fn`` pmapped over the first ``num_devices`` local devices
+  from host ``state`` on host ``batch`` (split over the devices) -> host (state, metrics)
+  of device 0."""
+  devices = jax.local_devices()[:num_devices]
+  p_step = jax.pmap(step_fn, axis_name=parallel.AXIS, devices=devices)
+  rep = jax.tree.map(lambda x: np.stack([np.asarray(x)] * num_devices), state)
+  sharded = jax.tree.map(lambda x: x.reshape((num_devices, -1) + x.shape[1:]), batch)
+  for _ in range(steps):
+    rep, metrics = p_step(rep, sharded)
+  return jax.device_get(jax.tree.map(lambda x: x[0], (rep, metrics)))
 
 
 def assert_trees_close(a, b, *, rtol=1e-5, atol=1e-6):

@@ -21,7 +21,6 @@ from anchor_jax.core import proposals as proposals_lib
 from anchor_jax.core import rcnn_boxes, roi_align
 from anchor_jax.evaluation import nms as nms_lib
 
-RPN_LEVELS_FPN = (2, 3, 4, 5, 6)   # P2-P6 carry anchors
 ROI_LEVELS_FPN = (2, 3, 4, 5)      # RoIs are pooled from P2-P5 (Detectron2)
 
 

@@ -50,15 +50,14 @@ def rcnn_loss(model, params, batch_stats, batch, *, keys, cluster_weight, cfg, n
   b, size = images.shape[0], images.shape[1]
   gt = batch["boxes"] * size                                        # [B, M, 4] px
   gt_valid = batch["mask"] & ~batch["difficult"]                    # [B, M]
-  train_bn = cfg.norm == "bn"
   variables = {"params": params, "batch_stats": batch_stats}
-  if train_bn:
+  if cfg.norm == "bn":              # train-mode BN: batch statistics, running averages updated
     features, updates = model.apply(variables, images, train=True, method="features",
                                     mutable=["batch_stats"])
     new_stats = updates["batch_stats"]
-  else:
-    features, new_stats = model.apply(variables, images, train=True, method="features"), \
-        batch_stats
+  else:                             # frozen BN: nothing to update
+    features = model.apply(variables, images, train=True, method="features")
+    new_stats = batch_stats
   logits, deltas = model.apply(variables, features, method="rpn")  # lists [B, N_l], [B, N_l, 4]
 
   # ------------------------------------------------------------------ RPN

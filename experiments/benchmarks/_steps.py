@@ -4,7 +4,6 @@ import jax
 import numpy as np
 
 from anchor_jax.data import pipeline
-from anchor_jax.model import yolov2
 from anchor_jax.training import parallel, train
 
 
@@ -19,8 +18,8 @@ def train_step_parts(config, batch_size: int | None = None):
     config.train.batch_size = batch_size
   ds = pipeline.build_dataset(config, "train")
   num_classes = config.dataset.num_classes or len(ds.class_names)
-  model = yolov2.from_config(config, num_classes=num_classes,
-                             anchors=train.initial_anchors(config, ds), axis_name=parallel.AXIS)
+  model = train.build_model(config, num_classes=num_classes,   # YOLOv2 or Faster R-CNN
+                            anchors=train.initial_anchors(config, ds), axis_name=parallel.AXIS)
   schedules = train.make_schedules(config)
   tx, state = train.create_state(config, model, schedules)
   images = ds.batch(np.arange(config.train.batch_size))

@@ -13,14 +13,12 @@ import sys
 import time
 
 import jax
-import numpy as np
 from absl import app, flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)  # run as a script from anywhere: the repository's packages
 from anchor_jax import config_lib  # noqa: E402
-from anchor_jax.data import pipeline  # noqa: E402
-from anchor_jax.training import parallel, train  # noqa: E402
+from experiments.benchmarks import _steps  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", "configs/rcnn_synthetic.py:cpu", "Faster R-CNN config.")
@@ -32,20 +30,10 @@ METHODS = {"Opt": ("--config.anchors.optimize=True",),
 
 
 def build(overrides):
-  """(pmapped step, replicated state, sharded batch, compile s) of one method."""
+  """[pmapped step, replicated state, sharded batch, compile s] of one method."""
   extra = (f"--config.train.batch_size={FLAGS.batch}",) if FLAGS.batch else ()
   config = config_lib.load(os.path.join(REPO, FLAGS.config), [*overrides, *extra])
-  ds = pipeline.build_dataset(config, "train")
-  num_classes = config.dataset.num_classes or len(ds.class_names)
-  model = train.build_model(config, num_classes=num_classes,
-                            anchors=train.initial_anchors(config, ds), axis_name=parallel.AXIS)
-  schedules = train.make_schedules(config)
-  tx, state = train.create_state(config, model, schedules)
-  step = jax.pmap(train.make_train_step(config, model, tx, schedules),
-                  axis_name=parallel.AXIS, donate_argnums=(0,))
-  images = ds.batch(np.arange(config.train.batch_size))
-  batch = parallel.shard({k: v for k, v in images.items() if k in train.TRAIN_KEYS})
-  state = parallel.replicate(state)
+  step, state, batch, _ = _steps.pmapped_train_step(config)
   start = time.perf_counter()
   state, metrics = step(state, batch)
   jax.block_until_ready(metrics)

@@ -36,16 +36,6 @@ def _setup(config):
   return model, state, train.make_train_step(config, model, tx, schedules), batch
 
 
-def _run(state, step_fn, batch, num_devices, steps=2):
-  devices = jax.local_devices()[:num_devices]
-  p_step = jax.pmap(step_fn, axis_name=parallel.AXIS, devices=devices)
-  rep = jax.tree.map(lambda x: np.stack([np.asarray(x)] * num_devices), state)
-  sharded = jax.tree.map(lambda x: x.reshape((num_devices, -1) + x.shape[1:]), batch)
-  for _ in range(steps):
-    rep, metrics = p_step(rep, sharded)
-  return jax.device_get(jax.tree.map(lambda x: x[0], (rep, metrics)))
-
-
 @pytest.fixture(scope="module")
 def setup():
   assert jax.local_device_count() == 4, "conftest sets 4 fake CPU devices"
@@ -57,8 +47,8 @@ def test_one_device_equals_four_devices(setup):
   """Sampling keys follow the image's global position and BN statistics the pmap axis, so
   the global-batch step is the same on any device count."""
   _, state, step_fn, batch = setup
-  s1, m1 = _run(state, step_fn, batch, 1)
-  s4, m4 = _run(state, step_fn, batch, 4)
+  s1, m1 = train_util.run_pmapped(state, step_fn, batch, 1)
+  s4, m4 = train_util.run_pmapped(state, step_fn, batch, 4)
   train_util.assert_trees_close(s1.params, s4.params, rtol=2e-4, atol=2e-5)
   train_util.assert_trees_close(s1.batch_stats, s4.batch_stats, rtol=2e-4, atol=2e-5)
   for k in ("loss", "rpn_obj", "rpn_box", "rcnn_cls", "rcnn_box", "cluster", "num_pos"):

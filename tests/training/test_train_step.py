@@ -22,22 +22,13 @@ def _setup(config):
   return state, train.make_train_step(config, model, tx, schedules), batch
 
 
-def _run(state, step_fn, batch, num_devices, steps=2):
-  devices = jax.local_devices()[:num_devices]
-  p_step = jax.pmap(step_fn, axis_name="batch", devices=devices)
-  rep = jax.tree.map(lambda x: np.stack([np.asarray(x)] * num_devices), state)
-  sharded = jax.tree.map(lambda x: x.reshape((num_devices, -1) + x.shape[1:]), batch)
-  for _ in range(steps):
-    rep, metrics = p_step(rep, sharded)
-  return jax.device_get(jax.tree.map(lambda x: x[0], (rep, metrics)))
-
-
 @pytest.fixture(scope="module")
 def runs():
   """Two steps of the tiny config from the same state on 1 and on 4 devices."""
   assert jax.local_device_count() == 4, "conftest sets 4 fake CPU devices"
   state, step_fn, batch = _setup(train_util.tiny_config(**{"train.burn_in_steps": 0}))
-  return state, _run(state, step_fn, batch, 1), _run(state, step_fn, batch, 4)
+  return (state, train_util.run_pmapped(state, step_fn, batch, 1),
+          train_util.run_pmapped(state, step_fn, batch, 4))
 
 
 def test_one_device_equals_four_devices(runs):
@@ -63,7 +54,7 @@ def test_step_changes_params_and_anchors(runs):
 def test_frozen_anchors_bit_identical_other_params_change():
   state, step_fn, batch = _setup(train_util.tiny_config(**{"anchors.optimize": False,
                                                            "train.burn_in_steps": 0}))
-  new, metrics = _run(state, step_fn, batch, 4, steps=3)
+  new, metrics = train_util.run_pmapped(state, step_fn, batch, 4, steps=3)
   before = np.asarray(state.params["head"]["anchor_log_wh"])
   after = np.asarray(new.params["head"]["anchor_log_wh"])
   assert before.tobytes() == after.tobytes()
