@@ -18,15 +18,18 @@ $(STAMP): requirements.txt pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/python -m anchor_jax.main --config=configs/synthetic.py --workdir=$(WORKDIR)
 
-## Lint, then all tests (CPU, 4 fake devices for the pmap tests).
+## Lint, then all tests (CPU, 4 fake devices for the pmap tests), in TEST_WORKERS processes
+## (pytest-xdist; a test file stays in one process, so its module fixtures are built once).
+TEST_WORKERS ?= 2
+PYTEST := $(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest -q
+	$(PYTEST)
 
 ## Lint, then the tests without the end-to-end training runs.
 test-fast: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 ## Figures and fit tables of a training run (anchors over the box density, trajectories, usage).
 inspect: $(STAMP)
