@@ -14,10 +14,6 @@ from anchor_jax.training import parallel, rcnn_step, train
 from tests import REPO, train_util
 
 CONFIG = os.path.join(REPO, "configs/rcnn_synthetic.py:tiny")
-# The two whole-step tests compile the Faster R-CNN step several times (~3 min each on 2
-# cores): opt in with ANCHOR_JAX_HEAVY_TESTS=1 (README "Tests") to keep CI under 20 min.
-heavy = pytest.mark.skipif(not os.environ.get("ANCHOR_JAX_HEAVY_TESTS"),
-                           reason="set ANCHOR_JAX_HEAVY_TESTS=1 (compiles the R-CNN step ~4x)")
 
 
 def tiny_rcnn(*overrides):
@@ -42,7 +38,7 @@ def setup():
   return _setup(tiny_rcnn())
 
 
-@heavy
+@pytest.mark.slow
 def test_one_device_equals_four_devices(setup):
   """Sampling keys follow the image's global position and BN statistics the pmap axis, so
   the global-batch step is the same on any device count."""
@@ -81,7 +77,6 @@ def test_anchor_gradient_comes_only_from_the_rpn_wh_and_cluster_terms(setup):
   assert np.abs(np.asarray(g_total)).max() > 0
 
 
-@heavy
 @pytest.mark.slow
 def test_tiny_run_anchors_move_only_when_optimised_and_recall_is_logged(tmp_path):
   """4 steps of the tiny config, Opt and Baseline: the Baseline's anchors stay
